@@ -1,0 +1,9 @@
+"""django_dbperf: find and fix database performance problems in Django projects."""
+
+from __future__ import annotations
+
+from django_dbperf.conf import get_config
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["__version__", "get_config"]

@@ -1,0 +1,18 @@
+"""App configuration: ``ready()`` only connects receivers and registers the system checks."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core.signals import setting_changed
+
+
+class DbPerfConfig(AppConfig):
+    name = "django_dbperf"
+    verbose_name = "Database performance"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django_dbperf import checks  # noqa: F401  (registers the system checks)
+        from django_dbperf.conf import clear_config_cache
+
+        setting_changed.connect(clear_config_cache, dispatch_uid="django_dbperf.conf")

@@ -1,0 +1,194 @@
+"""System checks for the ``DBPERF`` setting and for how django_dbperf is wired into a project.
+
+Every id is listed in ``CHECKS`` (the docs' checks reference is generated from it) and is stable:
+projects silence them by id in ``SILENCED_SYSTEM_CHECKS``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from django_dbperf.conf import OPTIONS, SETTING_NAME, Option, user_settings
+
+MIDDLEWARE_PATH = "django_dbperf.middleware.QueryCountMiddleware"
+
+# Middleware that runs queries outside the view (in process_request/response): placed before
+# QueryCountMiddleware, their queries escape the count.
+QUERYING_MIDDLEWARE = (
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.RemoteUserMiddleware",
+    "django.contrib.auth.middleware.PersistentRemoteUserMiddleware",
+)
+
+CHECKS: dict[str, str] = {
+    "dbperf.E001": f"``{SETTING_NAME}`` (or a nested option such as ``CACHE``) is not a dict.",
+    "dbperf.E002": f"``{SETTING_NAME}`` has a key django_dbperf does not know (often a typo).",
+    "dbperf.E003": "An option has a value of the wrong type.",
+    "dbperf.E004": "A number is outside its allowed range (negative thresholds, "
+    "``SAMPLE_RATE`` outside 0.0 to 1.0).",
+    "dbperf.E005": "An option is not one of its allowed values.",
+    "dbperf.E006": '``CACHE["ALIAS"]`` names a cache that is not in ``CACHES``.',
+    "dbperf.E007": '``CACHE["TTL"]`` has a key that is neither ``"*"`` nor an installed '
+    'model label (``"app_label.Model"``).',
+    "dbperf.W001": "``QueryCountMiddleware`` comes after middleware that runs queries "
+    "outside the view, so those queries are not counted.",
+}
+
+
+def _describe(value: object) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _type_names(option: Option) -> str:
+    names = [t.__name__ for t in option.types]
+    if option.nullable:
+        names.append("None")
+    return " or ".join(names)
+
+
+def _has_type(option: Option, value: object) -> bool:
+    if value is None:
+        return option.nullable
+    # bool is an int subclass, but True is never a sensible number of queries.
+    if isinstance(value, bool) and bool not in option.types:
+        return False
+    return isinstance(value, option.types)
+
+
+def _check_value(key: str, option: Option, value: object) -> list[CheckMessage]:
+    """Errors for one option's value; ``key`` is its full name, e.g. ``DBPERF["CACHE"]["TTL"]``."""
+    if not _has_type(option, value):
+        return [
+            Error(
+                f"{key} must be {_type_names(option)}, not {_describe(value)}.",
+                hint=f"Default: {option.default!r}. {option.help}",
+                id="dbperf.E001" if dict in option.types else "dbperf.E003",
+            )
+        ]
+    if value is None:
+        return []
+    if option.choices and value not in option.choices:
+        allowed = ", ".join(repr(c) for c in option.choices)
+        return [Error(f"{key} is {value!r}; allowed values: {allowed}.", id="dbperf.E005")]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        low, high = option.minimum, option.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+            return [Error(f"{key} is {value!r}; it must be {bounds}.", id="dbperf.E004")]
+    if option.options:
+        assert isinstance(value, dict)
+        return _check_mapping(key, option.options, value)
+    if option.value_option is not None:
+        assert isinstance(value, dict)
+        return [
+            error
+            for name, item in value.items()
+            for error in _check_value(f"{key}[{name!r}]", option.value_option, item)
+        ]
+    return []
+
+
+def _check_mapping(
+    key: str, options: Mapping[str, Option], given: Mapping[str, Any]
+) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for name, value in given.items():
+        option = options.get(name)
+        if option is None:
+            errors.append(_unknown_key(key, name, options))
+        else:
+            errors.extend(_check_value(f"{key}[{name!r}]", option, value))
+    return errors
+
+
+def _unknown_key(key: str, name: object, options: Iterable[str]) -> Error:
+    known = sorted(options)
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f"Did you mean {close[0]!r}? " if close else ""
+    return Error(
+        f"{key} has an unknown key {name!r}.",
+        hint=f"{hint}Known keys: {', '.join(known)}.",
+        id="dbperf.E002",
+    )
+
+
+def _check_cache(cache: Mapping[str, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    alias = cache.get("ALIAS")
+    if isinstance(alias, str) and alias not in settings.CACHES:
+        errors.append(
+            Error(
+                f'{SETTING_NAME}["CACHE"]["ALIAS"] is {alias!r}, but CACHES has no such alias.',
+                hint=f"Known aliases: {', '.join(sorted(settings.CACHES)) or 'none'}. Add a "
+                "django-redis cache for Valkey or Redis to CACHES, or name an existing alias.",
+                id="dbperf.E006",
+            )
+        )
+    ttl = cache.get("TTL")
+    if isinstance(ttl, dict):
+        errors.extend(_check_model_labels(f'{SETTING_NAME}["CACHE"]["TTL"]', ttl))
+    return errors
+
+
+def _check_model_labels(key: str, labels: Iterable[object]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for label in labels:
+        if label == "*":
+            continue
+        try:
+            apps.get_model(str(label))
+        except (LookupError, ValueError):
+            errors.append(
+                Error(
+                    f"{key} has the key {label!r}, which is not an installed model.",
+                    hint='Use "app_label.ModelName" (e.g. "auth.User") or "*" for every '
+                    "other model.",
+                    id="dbperf.E007",
+                )
+            )
+    return errors
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
+    """Validate every key of ``settings.DBPERF`` against the documented options."""
+    given = user_settings()
+    if not isinstance(given, dict):
+        return [
+            Error(
+                f"{SETTING_NAME} must be a dict, not {_describe(given)}.",
+                hint=f"For example: {SETTING_NAME} = {{'SAMPLE_RATE': 0.1}}.",
+                id="dbperf.E001",
+            )
+        ]
+    errors = _check_mapping(SETTING_NAME, OPTIONS, given)
+    cache = given.get("CACHE")
+    if isinstance(cache, dict):
+        errors.extend(_check_cache(cache))
+    return errors
+
+
+@register(Tags.compatibility)
+def check_middleware_order(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
+    """Warn when queries of earlier middleware would escape ``QueryCountMiddleware``."""
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if MIDDLEWARE_PATH not in middleware:
+        return []
+    position = middleware.index(MIDDLEWARE_PATH)
+    earlier = [path for path in middleware[:position] if path in QUERYING_MIDDLEWARE]
+    if not earlier:
+        return []
+    return [
+        Warning(
+            f"{MIDDLEWARE_PATH} comes after {', '.join(earlier)} in MIDDLEWARE, so the queries "
+            "those run (e.g. saving the session) are not counted.",
+            hint=f"Move {MIDDLEWARE_PATH} above them, right after SecurityMiddleware.",
+            id="dbperf.W001",
+        )
+    ]

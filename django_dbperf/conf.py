@@ -1,0 +1,156 @@
+"""The ``DBPERF`` setting: documented options, their defaults, and the merged, cached view of them.
+
+Every option is described once, here. The system checks validate against these descriptions
+and the docs' settings reference is generated from them, so the three never disagree.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+SETTING_NAME = "DBPERF"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key of ``DBPERF`` (or of a nested dict such as ``DBPERF["CACHE"]``)."""
+
+    default: Any
+    help: str
+    types: tuple[type, ...]
+    nullable: bool = False
+    choices: tuple[object, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    # A dict-valued option whose own keys are described here (merged over their defaults).
+    options: Mapping[str, Option] = field(default_factory=dict)
+    # A dict-valued option whose keys are free (model labels) and whose values are checked.
+    value_option: Option | None = None
+
+
+CACHE_OPTIONS: dict[str, Option] = {
+    "ENABLED": Option(
+        default=True,
+        types=(bool,),
+        help="Serve cached querysets from the cache. False turns queryset caching off at once; "
+        "reads go to the database.",
+    ),
+    "ALIAS": Option(
+        default="default",
+        types=(str,),
+        help="The ``CACHES`` alias that stores cached querysets and table versions. Point it at a "
+        "django-redis cache backed by Valkey or Redis.",
+    ),
+    "KEY_PREFIX": Option(
+        default="dbperf",
+        types=(str,),
+        help="Prefix of every cache key django_dbperf writes, so it never collides with yours.",
+    ),
+    "TTL": Option(
+        default={"*": 300},
+        types=(dict,),
+        value_option=Option(default=300, types=(int,), minimum=1, help="Seconds."),
+        help='Seconds a cached queryset lives, per model label (``"app_label.Model"``); '
+        '``"*"`` applies to every other model.',
+    ),
+}
+
+OPTIONS: dict[str, Option] = {
+    "ENABLED": Option(
+        default=True,
+        types=(bool,),
+        help="Master switch. False makes every runtime feature of django_dbperf step aside.",
+    ),
+    "SAMPLE_RATE": Option(
+        default=1.0,
+        types=(int, float),
+        minimum=0.0,
+        maximum=1.0,
+        help="Share of requests the query-count middleware captures (0.0 to 1.0). Unsampled "
+        "requests pay almost nothing, so production can run with e.g. 0.05.",
+    ),
+    "HEADERS": Option(
+        default=True,
+        types=(bool,),
+        help="Add ``Server-Timing`` and ``X-DB-Query-Count`` headers to captured responses.",
+    ),
+    "SLOW_QUERY_MS": Option(
+        default=100.0,
+        types=(int, float),
+        minimum=0.0,
+        help="A query taking at least this many milliseconds is slow: it is reported and "
+        "recorded in the statistics store.",
+    ),
+    "NPLUSONE_THRESHOLD": Option(
+        default=3,
+        types=(int,),
+        minimum=2,
+        help="The same statement shape run this many times from one line is reported as N+1.",
+    ),
+    "ON_NPLUSONE": Option(
+        default="log",
+        types=(str,),
+        choices=("log", "warn", "raise"),
+        help='What the middleware does with an N+1 finding: ``"log"`` a record on the '
+        '``django_dbperf`` logger, ``"warn"`` a Python warning, ``"raise"`` fail the request '
+        "(for development and tests).",
+    ),
+    "QUERY_BUDGET": Option(
+        default=None,
+        types=(int,),
+        nullable=True,
+        minimum=0,
+        help="Most queries a request may run before it is reported as over budget; ``None`` "
+        "means no global budget (views can still declare their own).",
+    ),
+    "CACHE": Option(
+        default=None,
+        types=(dict,),
+        options=CACHE_OPTIONS,
+        help="Cached querysets in Valkey or Redis; a dict of the keys below.",
+    ),
+}
+
+
+def _merge(options: Mapping[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for name, option in options.items():
+        value = given.get(name, option.default)
+        if option.options:
+            value = MappingProxyType(
+                _merge(option.options, value if isinstance(value, dict) else {})
+            )
+        merged[name] = value
+    return merged
+
+
+def user_settings() -> object:
+    """``settings.DBPERF`` as the user wrote it (an empty dict when absent)."""
+    return getattr(settings, SETTING_NAME, {})
+
+
+@functools.cache
+def get_config() -> Mapping[str, Any]:
+    """The ``DBPERF`` setting merged over the defaults. Read-only; cached until settings change.
+
+    Unknown keys are ignored here: the system checks report them with the key's name.
+    """
+    given = user_settings()
+    if not isinstance(given, dict):
+        raise ImproperlyConfigured(
+            f"The {SETTING_NAME} setting must be a dict, not {type(given).__name__}."
+        )
+    return MappingProxyType(_merge(OPTIONS, given))
+
+
+def clear_config_cache(*, setting: str, **kwargs: object) -> None:
+    """``setting_changed`` receiver, so ``override_settings(DBPERF=...)`` takes effect."""
+    if setting == SETTING_NAME:
+        get_config.cache_clear()

@@ -1,0 +1,3 @@
+"""The seed_demo management command."""
+
+from __future__ import annotations

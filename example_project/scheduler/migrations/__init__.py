@@ -1,0 +1,3 @@
+"""Migrations for the example scheduler app."""
+
+from __future__ import annotations

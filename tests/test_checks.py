@@ -1,0 +1,180 @@
+"""Every system check id is triggered here at least once, with the message a user would read."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.checks import CheckMessage
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from django_dbperf.checks import CHECKS, MIDDLEWARE_PATH, check_middleware_order, check_settings
+
+
+def ids(messages: list[CheckMessage]) -> list[str]:
+    return [message.id or "" for message in messages]
+
+
+def only(messages: list[CheckMessage]) -> CheckMessage:
+    assert len(messages) == 1, messages
+    return messages[0]
+
+
+@override_settings(DBPERF={})
+def test_empty_setting_is_valid() -> None:
+    assert check_settings() == []
+
+
+@override_settings(DBPERF="SAMPLE_RATE=1")
+def test_e001_setting_not_a_dict() -> None:
+    error = only(check_settings())
+    assert error.id == "dbperf.E001"
+    assert "DBPERF must be a dict, not 'SAMPLE_RATE=1' (str)" in error.msg
+
+
+@override_settings(DBPERF={"CACHE": ["redis"]})
+def test_e001_nested_option_not_a_dict() -> None:
+    error = only(check_settings())
+    assert error.id == "dbperf.E001"
+    assert "DBPERF['CACHE'] must be dict" in error.msg
+
+
+@override_settings(DBPERF={"SAMPLE_RATIO": 0.5})
+def test_e002_unknown_key_suggests_the_close_one() -> None:
+    error = only(check_settings())
+    assert error.id == "dbperf.E002"
+    assert "unknown key 'SAMPLE_RATIO'" in error.msg
+    assert "Did you mean 'SAMPLE_RATE'?" in (error.hint or "")
+
+
+@override_settings(DBPERF={"CACHE": {"ALIAS": "default", "TIMEOUT": 3}})
+def test_e002_unknown_nested_key_names_its_path() -> None:
+    error = only(check_settings())
+    assert error.id == "dbperf.E002"
+    assert "DBPERF['CACHE'] has an unknown key 'TIMEOUT'" in error.msg
+    assert "ALIAS, ENABLED, KEY_PREFIX, TTL" in (error.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("SAMPLE_RATE", "0.5", "DBPERF['SAMPLE_RATE'] must be int or float, not '0.5' (str)"),
+        ("HEADERS", "yes", "DBPERF['HEADERS'] must be bool, not 'yes' (str)"),
+        ("NPLUSONE_THRESHOLD", 2.5, "must be int, not 2.5 (float)"),
+        ("NPLUSONE_THRESHOLD", True, "must be int, not True (bool)"),
+        ("QUERY_BUDGET", "50", "DBPERF['QUERY_BUDGET'] must be int or None"),
+        ("ENABLED", None, "DBPERF['ENABLED'] must be bool, not None"),
+    ],
+)
+def test_e003_wrong_type(key: str, value: object, expected: str) -> None:
+    with override_settings(DBPERF={key: value}):
+        error = only(check_settings())
+    assert error.id == "dbperf.E003"
+    assert expected in error.msg
+
+
+@override_settings(DBPERF={"CACHE": {"TTL": {"*": "300"}}})
+def test_e003_wrong_type_inside_ttl() -> None:
+    error = only(check_settings())
+    assert error.id == "dbperf.E003"
+    assert "DBPERF['CACHE']['TTL']['*'] must be int" in error.msg
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("SAMPLE_RATE", 1.5, "DBPERF['SAMPLE_RATE'] is 1.5; it must be between 0.0 and 1.0"),
+        ("SAMPLE_RATE", -0.1, "between 0.0 and 1.0"),
+        ("SLOW_QUERY_MS", -5, "DBPERF['SLOW_QUERY_MS'] is -5; it must be at least 0.0"),
+        ("NPLUSONE_THRESHOLD", 1, "it must be at least 2"),
+        ("QUERY_BUDGET", -1, "DBPERF['QUERY_BUDGET'] is -1; it must be at least 0"),
+    ],
+)
+def test_e004_out_of_range(key: str, value: object, expected: str) -> None:
+    with override_settings(DBPERF={key: value}):
+        error = only(check_settings())
+    assert error.id == "dbperf.E004"
+    assert expected in error.msg
+
+
+@override_settings(DBPERF={"CACHE": {"TTL": {"testapp.Book": 0}}})
+def test_e004_ttl_must_be_positive() -> None:
+    assert ids(check_settings()) == ["dbperf.E004"]
+
+
+@override_settings(DBPERF={"ON_NPLUSONE": "explode"})
+def test_e005_not_an_allowed_value() -> None:
+    error = only(check_settings())
+    assert error.id == "dbperf.E005"
+    assert "'explode'; allowed values: 'log', 'warn', 'raise'" in error.msg
+
+
+@override_settings(DBPERF={"CACHE": {"ALIAS": "valkey"}})
+def test_e006_cache_alias_missing_from_caches() -> None:
+    error = only(check_settings())
+    assert error.id == "dbperf.E006"
+    assert "'valkey', but CACHES has no such alias" in error.msg
+    assert "default" in (error.hint or "")
+
+
+@override_settings(DBPERF={"CACHE": {"ALIAS": "default"}})
+def test_e006_not_raised_for_an_existing_alias() -> None:
+    assert check_settings() == []
+
+
+@override_settings(
+    DBPERF={"CACHE": {"TTL": {"testapp.Book": 60, "testapp.Nope": 60, "nodot": 5, "*": 30}}}
+)
+def test_e007_ttl_keys_must_be_installed_models() -> None:
+    errors = check_settings()
+    assert ids(errors) == ["dbperf.E007", "dbperf.E007"]
+    assert "'testapp.Nope', which is not an installed model" in errors[0].msg
+    assert "'nodot'" in errors[1].msg
+
+
+def test_several_errors_are_reported_together() -> None:
+    with override_settings(DBPERF={"SAMPLE_RATE": 2, "ON_NPLUSONE": "x", "TYPO": 1}):
+        assert sorted(ids(check_settings())) == ["dbperf.E002", "dbperf.E004", "dbperf.E005"]
+
+
+SECURITY = "django.middleware.security.SecurityMiddleware"
+SESSION = "django.contrib.sessions.middleware.SessionMiddleware"
+AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+
+def test_w001_middleware_after_session_middleware() -> None:
+    with override_settings(MIDDLEWARE=[SECURITY, SESSION, AUTH, MIDDLEWARE_PATH]):
+        warning = only(check_middleware_order())
+    assert warning.id == "dbperf.W001"
+    assert f"comes after {SESSION}" in warning.msg
+
+
+@pytest.mark.parametrize(
+    "middleware",
+    [[SECURITY, MIDDLEWARE_PATH, SESSION, AUTH], [SECURITY, SESSION, AUTH]],
+    ids=["well placed", "not installed"],
+)
+def test_w001_not_raised(middleware: list[str]) -> None:
+    with override_settings(MIDDLEWARE=middleware):
+        assert check_middleware_order() == []
+
+
+@override_settings(DBPERF={"SAMPLE_RATE": "all"})
+def test_manage_py_check_fails_on_bad_settings() -> None:
+    with pytest.raises(SystemCheckError) as err:
+        call_command("check")
+    assert "dbperf.E003" in str(err.value)
+    assert "SAMPLE_RATE" in str(err.value)
+
+
+@override_settings(DBPERF={"SAMPLE_RATE": "all"}, SILENCED_SYSTEM_CHECKS=["dbperf.E003"])
+def test_checks_can_be_silenced_by_id() -> None:
+    call_command("check")
+
+
+def test_every_check_id_is_tested() -> None:
+    # This file names every id in CHECKS; a new check without a test fails here.
+    with open(__file__) as source:
+        text = source.read().replace("test_every_check_id_is_tested", "")
+    untested = [check_id for check_id in CHECKS if check_id.split(".")[1].lower() not in text]
+    assert untested == []
