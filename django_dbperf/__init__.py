@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django_dbperf.conf import get_config
+from django_dbperf.inspection import capture_queries
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__", "get_config"]
+__all__ = ["__version__", "capture_queries", "get_config"]

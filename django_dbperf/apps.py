@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 from django.core.signals import setting_changed
+from django.db.backends.signals import connection_created
 
 
 class DbPerfConfig(AppConfig):
@@ -13,6 +14,9 @@ class DbPerfConfig(AppConfig):
 
     def ready(self) -> None:
         from django_dbperf import checks  # noqa: F401  (registers the system checks)
+        from django_dbperf.capture import install
         from django_dbperf.conf import clear_config_cache
 
         setting_changed.connect(clear_config_cache, dispatch_uid="django_dbperf.conf")
+        # Every new connection, in every thread, gets the (idle until captured) query wrapper.
+        connection_created.connect(install, dispatch_uid="django_dbperf.capture")

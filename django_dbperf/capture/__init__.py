@@ -1,0 +1,27 @@
+"""Query capture: the execute_wrapper recorder, fingerprints and callsites (imports nothing above)."""
+
+from __future__ import annotations
+
+from django_dbperf.capture.callsite import Callsite, LazyLoad, TemplateSite
+from django_dbperf.capture.fingerprint import fingerprint
+from django_dbperf.capture.recorder import (
+    QueryRecord,
+    Recorder,
+    ignoring_queries,
+    install,
+    is_capturing,
+    recording,
+)
+
+__all__ = [
+    "Callsite",
+    "LazyLoad",
+    "QueryRecord",
+    "Recorder",
+    "TemplateSite",
+    "fingerprint",
+    "ignoring_queries",
+    "install",
+    "is_capturing",
+    "recording",
+]

@@ -1,0 +1,171 @@
+"""Where a query came from: the first frame in the project's own code, found without a stack dump.
+
+Peers capture a full stack per query, which is what makes them slow. Here a walk up the frames
+stops at the first file that is not Django, django_dbperf, an installed package or the standard
+library; each file is classified once. On the way it notes two things Django's own frames tell
+for free: the lazy-load descriptor that ran the query (which relation) and the template node
+being rendered (which template line).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from dataclasses import dataclass
+from types import CodeType, FrameType
+from typing import Any
+
+import django
+
+import django_dbperf
+
+
+@dataclass(frozen=True, slots=True)
+class Callsite:
+    path: str
+    line: int
+    function: str
+
+    def __str__(self) -> str:
+        return f"{short_path(self.path)}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateSite:
+    name: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class LazyLoad:
+    """A relation or deferred field that Django loaded on attribute access."""
+
+    kind: str  # "forward", "reverse_one_to_one" or "deferred"
+    model: type[Any]  # the model whose attribute was accessed
+    name: str  # the attribute: field name or reverse accessor
+
+    @property
+    def label(self) -> str:
+        return f"{self.model._meta.label}.{self.name}"
+
+
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {paths["stdlib"], paths["platstdlib"], paths["purelib"], paths["platlib"]}
+    roots |= {os.path.dirname(django.__file__), os.path.dirname(django_dbperf.__file__)}
+    roots |= {path for path in sys.path if path.endswith(("site-packages", "dist-packages"))}
+    return tuple(sorted(os.path.join(root, "") for root in roots if root))
+
+
+_LIBRARY_ROOTS = _library_roots()
+_is_library_cache: dict[str, bool] = {}
+
+
+def is_library_file(filename: str) -> bool:
+    """True for Django, django_dbperf, installed packages, the stdlib and frozen modules."""
+    known = _is_library_cache.get(filename)
+    if known is None:
+        known = filename.startswith(_LIBRARY_ROOTS) or filename.startswith("<")
+        _is_library_cache[filename] = known
+    return known
+
+
+def _forward(frame: FrameType) -> LazyLoad | None:
+    descriptor, instance = frame.f_locals.get("self"), frame.f_locals.get("instance")
+    field = getattr(descriptor, "field", None)
+    if instance is None or field is None:
+        return None
+    return LazyLoad("forward", type(instance), field.name)
+
+
+def _reverse_one_to_one(frame: FrameType) -> LazyLoad | None:
+    descriptor, instance = frame.f_locals.get("self"), frame.f_locals.get("instance")
+    related = getattr(descriptor, "related", None)
+    if instance is None or related is None:
+        return None
+    return LazyLoad("reverse_one_to_one", type(instance), related.get_accessor_name())
+
+
+def _deferred(frame: FrameType) -> LazyLoad | None:
+    descriptor, instance = frame.f_locals.get("self"), frame.f_locals.get("instance")
+    field = getattr(descriptor, "field", None)
+    if instance is None or field is None:
+        return None
+    return LazyLoad("deferred", type(instance), field.attname)
+
+
+def _lazy_load_codes() -> dict[CodeType, Any]:
+    from django.db.models.fields.related_descriptors import (
+        ForwardManyToOneDescriptor,
+        ReverseOneToOneDescriptor,
+    )
+    from django.db.models.query_utils import DeferredAttribute
+
+    return {
+        ForwardManyToOneDescriptor.__get__.__code__: _forward,
+        ReverseOneToOneDescriptor.__get__.__code__: _reverse_one_to_one,
+        DeferredAttribute.__get__.__code__: _deferred,
+    }
+
+
+def _template_code() -> CodeType:
+    from django.template.base import Node
+
+    return Node.render_annotated.__code__
+
+
+_LAZY_LOAD_CODES: dict[CodeType, Any] = {}
+_TEMPLATE_CODE: list[CodeType] = []
+
+
+def _ensure_codes() -> None:
+    # Imported on first use: django.db.models must not be imported before apps are ready.
+    if not _TEMPLATE_CODE:
+        _LAZY_LOAD_CODES.update(_lazy_load_codes())
+        _TEMPLATE_CODE.append(_template_code())
+
+
+def _template_site(frame: FrameType) -> TemplateSite | None:
+    node = frame.f_locals.get("self")
+    origin = getattr(node, "origin", None)
+    token = getattr(node, "token", None)
+    if origin is None or token is None:
+        return None
+    return TemplateSite(str(origin.template_name or origin.name), int(token.lineno))
+
+
+def inspect_stack(
+    skip: int = 1,
+) -> tuple[Callsite | None, LazyLoad | None, TemplateSite | None]:
+    """The caller's callsite, and the lazy load and template line on the way there, if any."""
+    _ensure_codes()
+    frame: FrameType | None = sys._getframe(skip + 1)
+    lazy_load: LazyLoad | None = None
+    template: TemplateSite | None = None
+    template_code = _TEMPLATE_CODE[0]
+    while frame is not None:
+        code = frame.f_code
+        if not is_library_file(code.co_filename):
+            callsite = Callsite(code.co_filename, frame.f_lineno, code.co_name)
+            return callsite, lazy_load, template
+        if lazy_load is None:
+            extract = _LAZY_LOAD_CODES.get(code)
+            if extract is not None:
+                lazy_load = extract(frame)
+        if template is None and code is template_code:
+            template = _template_site(frame)
+        frame = frame.f_back
+    return None, lazy_load, template
+
+
+def short_path(path: str) -> str:
+    """``path`` relative to the working directory when it is below it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if relative.startswith("..") else relative
