@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, ExitStack
 from functools import cached_property
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from django_dbperf.analysis import DUPLICATE, N_PLUS_ONE, Finding, analyse
 from django_dbperf.capture import QueryRecord, Recorder, recording
 from django_dbperf.conf import get_config
+
+
+class FindingSource(Protocol):
+    """Something beside the SQL capture that reports findings (e.g. the nplusone integration).
+
+    Entered and exited with each capture; ``findings()`` is read after the exit.
+    """
+
+    def findings(self) -> list[Finding]: ...
+
+
+# Factories of finding sources that every capture enters; integrations register here in ready().
+FINDING_SOURCES: list[Callable[[], AbstractContextManager[FindingSource]]] = []
 
 
 def _aliases(using: str | Iterable[str] | None) -> frozenset[str] | None:
@@ -19,7 +32,7 @@ def _aliases(using: str | Iterable[str] | None) -> frozenset[str] | None:
     return frozenset([using] if isinstance(using, str) else using)
 
 
-class capture_queries:  # noqa: N801 (a context manager named like Django's helpers)
+class capture_queries:
     """Capture every query run inside the block, and say what is wrong with them.
 
     Shaped like Django's ``CaptureQueriesContext``: ``len()``, iteration and ``.queries``
@@ -35,10 +48,12 @@ class capture_queries:  # noqa: N801 (a context manager named like Django's help
         self.using = _aliases(using)
         self._threshold = threshold
         self._recorder: Recorder | None = None
+        self._sources: list[FindingSource] = []
         self._stack = ExitStack()
 
     def __enter__(self) -> capture_queries:
         self._recorder = self._stack.enter_context(recording(self.using))
+        self._sources = [self._stack.enter_context(factory()) for factory in FINDING_SOURCES]
         self.__dict__.pop("findings", None)
         return self
 
@@ -80,6 +95,7 @@ class capture_queries:  # noqa: N801 (a context manager named like Django's help
     def findings(self) -> list[Finding]:
         """N+1 and duplicate findings, most expensive first. Computed once, on first use."""
         found = analyse(self.queries, self.threshold)
+        found += [finding for source in self._sources for finding in source.findings()]
         return sorted(found, key=lambda finding: (-finding.count, -finding.total_ms))
 
     @property

@@ -40,7 +40,9 @@ def _relation(group: list[QueryRecord]) -> Relation | None:
     return relations.from_sql(group[0].fingerprint)
 
 
-def _loaded_at(records: Sequence[QueryRecord], relation: Relation, first: QueryRecord) -> str | None:
+def _loaded_at(
+    records: Sequence[QueryRecord], relation: Relation, first: QueryRecord
+) -> str | None:
     """Where the rows that were then loaded one by one came from: the last query of their table."""
     table = f'FROM "{relation.model._meta.db_table}"'
     before = records[: records.index(first)]
@@ -53,7 +55,9 @@ def _loaded_at(records: Sequence[QueryRecord], relation: Relation, first: QueryR
 Found = list[tuple[list[QueryRecord], Relation | None]]
 
 
-def _interleaved(parent: list[QueryRecord], child: list[QueryRecord], order: dict[int, int]) -> bool:
+def _interleaved(
+    parent: list[QueryRecord], child: list[QueryRecord], order: dict[int, int]
+) -> bool:
     """The child's loads started inside the parent's loop: its rows are the parent's results."""
     first_child = order[id(child[0])]
     return order[id(parent[0])] < first_child < order[id(parent[-1])]
@@ -116,7 +120,9 @@ def find_n_plus_one(records: Sequence[QueryRecord], threshold: int) -> list[Find
     return findings
 
 
-def find_duplicates(records: Sequence[QueryRecord], exclude: Sequence[Finding] = ()) -> list[Finding]:
+def find_duplicates(
+    records: Sequence[QueryRecord], exclude: Sequence[Finding] = ()
+) -> list[Finding]:
     """The same SQL with the same parameters run more than once (outside reported N+1s)."""
     excluded = {finding.fingerprint for finding in exclude}
     groups: dict[tuple[str, str], list[QueryRecord]] = {}

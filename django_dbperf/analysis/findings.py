@@ -36,7 +36,10 @@ class Finding:
             subject = f"N+1 on {self.relation}" if self.relation else "N+1 query"
             return f"{subject}: {self.count} queries of the same shape from {self.where}"
         if self.kind == DUPLICATE:
-            return f"Duplicate query: the same SQL and parameters ran {self.count} times at {self.where}"
+            return (
+                f"Duplicate query: the same SQL and parameters ran {self.count} times "
+                f"at {self.where}"
+            )
         return f"Unused eager load of {self.relation} at {self.where}"
 
     def __str__(self) -> str:

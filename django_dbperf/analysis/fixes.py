@@ -53,8 +53,8 @@ def _aggregate_fix(relation: Relation, shape: str) -> str | None:
     if " LIMIT " in shape and " ORDER BY " in shape:
         target = relation.target.__name__ if relation.target else "Related"
         return (
-            f'annotate the {name} queryset with the value you need from Subquery('
-            f"{target}.objects.filter(...=OuterRef(\"pk\")).order_by(...).values(...)[:1]), or "
+            f"annotate the {name} queryset with the value you need from Subquery("
+            f'{target}.objects.filter(...=OuterRef("pk")).order_by(...).values(...)[:1]), or '
             f'prefetch Prefetch("{accessor}", queryset={target}.objects.order_by(...), '
             f'to_attr="{accessor}_ordered") and take the first item'
         )

@@ -48,7 +48,7 @@ def from_lazy_load(lazy_load: LazyLoad) -> Relation:
     model: type[Model] = lazy_load.model
     target: type[Model] | None = None
     if lazy_load.kind == FORWARD:
-        target = model._meta.get_field(lazy_load.name).related_model  # type: ignore[assignment]
+        target = model._meta.get_field(lazy_load.name).related_model
     elif lazy_load.kind == REVERSE_ONE_TO_ONE:
         for rel in model._meta.related_objects:
             if rel.one_to_one and rel.get_accessor_name() == lazy_load.name:
@@ -72,7 +72,7 @@ def _many_to_many(through: type[Model], column: str) -> Relation | None:
         for field in model._meta.local_many_to_many:
             if not isinstance(field, ManyToManyField) or field.remote_field.through is not through:
                 continue
-            related: type[Model] = field.related_model  # type: ignore[assignment]
+            related: type[Model] = field.related_model
             if column == field.m2m_column_name():
                 return Relation(MANY_TO_MANY, model, field.name, related)
             if column == field.m2m_reverse_name():

@@ -1,4 +1,7 @@
-"""Query capture: the execute_wrapper recorder, fingerprints and callsites (imports nothing above)."""
+"""Query capture: the execute_wrapper recorder, fingerprints, callsites.
+
+Imports nothing of django_dbperf above it (no analysis, no admin).
+"""
 
 from __future__ import annotations
 

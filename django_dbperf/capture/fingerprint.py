@@ -15,8 +15,8 @@ _STRING = re.compile(r"'(?:[^']|'')*'")
 _NUMBER = re.compile(r"(?<![\w\".])-?\b\d+(?:\.\d+)?\b")
 _PLACEHOLDER = re.compile(r"%s|%\(\w+\)s|\?|\$\d+")
 _IN_LIST = re.compile(r"\bIN\s*\(\s*\?(?:\s*,\s*\?)*\s*\)", re.IGNORECASE)
-_VALUES_ROWS = re.compile(r"\bVALUES\s*(\(\s*\?(?:\s*,\s*\?)*\s*\))(?:\s*,\s*\(\s*\?(?:\s*,\s*\?)*\s*\))*",
-                          re.IGNORECASE)  # fmt: skip
+_ROW = r"\(\s*\?(?:\s*,\s*\?)*\s*\)"
+_VALUES_ROWS = re.compile(rf"\bVALUES\s*({_ROW})(?:\s*,\s*{_ROW})*", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 
 

@@ -1,0 +1,96 @@
+"""``QueryCountMiddleware``: queries, database time and findings per request (sync and async).
+
+A sampled request runs inside ``capture_queries()``; an unsampled one pays a call to
+``random.random()``. The middleware never queries the database itself: slow queries go to the
+statistics store's in-memory intake through one function call.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+
+from django_dbperf.budgets import budget_problems, budget_scope
+from django_dbperf.conf import get_config
+from django_dbperf.inspection import capture_queries
+from django_dbperf.reporting import report_findings, report_over_budget
+from django_dbperf.stats import submit_slow_queries
+
+QUERY_COUNT_HEADER = "X-DB-Query-Count"
+
+
+def _sampled(config: Mapping[str, Any]) -> bool:
+    rate = config["SAMPLE_RATE"]
+    return bool(config["ENABLED"]) and (rate >= 1 or random.random() < rate)
+
+
+def _where(request: HttpRequest) -> str:
+    match = getattr(request, "resolver_match", None)
+    view = match.view_name if match is not None and match.view_name else None
+    return f"{request.method} {request.path}" + (f" ({view})" if view else "")
+
+
+def _add_headers(response: HttpResponseBase, captured: capture_queries) -> None:
+    timing = f'db;dur={captured.total_ms:.1f};desc="{len(captured)} queries"'
+    existing = response.headers.get("Server-Timing")
+    response.headers["Server-Timing"] = f"{existing}, {timing}" if existing else timing
+    response.headers[QUERY_COUNT_HEADER] = str(len(captured))
+
+
+class QueryCountMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        config = get_config()
+        if not _sampled(config):
+            return self.get_response(request)
+        with budget_scope() as scope, capture_queries() as captured:
+            response = self.get_response(request)
+        self.finish(request, response, captured, config, budget_declared=scope.declared)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        config = get_config()
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        if not _sampled(config):
+            return await get_response(request)
+        with budget_scope() as scope, capture_queries() as captured:
+            response = await get_response(request)
+        self.finish(request, response, captured, config, budget_declared=scope.declared)
+        return response
+
+    def finish(
+        self,
+        request: HttpRequest,
+        response: HttpResponseBase,
+        captured: capture_queries,
+        config: Mapping[str, Any],
+        *,
+        budget_declared: bool,
+    ) -> None:
+        """Headers, slow queries, findings and the global budget, for one captured request."""
+        if config["HEADERS"]:
+            _add_headers(response, captured)
+        where = _where(request)
+        slow_ms = config["SLOW_QUERY_MS"]
+        slow = [query for query in captured.queries if query.duration_ms >= slow_ms]
+        if slow:
+            view = getattr(getattr(request, "resolver_match", None), "view_name", None)
+            submit_slow_queries(slow, path=request.path, view=view or None)
+        report_findings(captured.findings, where)
+        budget = config["QUERY_BUDGET"]
+        if budget is not None and not budget_declared:
+            report_over_budget(budget_problems(captured, budget, None), captured.queries, where)
