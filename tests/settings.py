@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "django_dbperf",
     "tests.testapp",
     "example_project.scheduler",
@@ -56,11 +57,17 @@ TEMPLATES = [
 ]
 
 _database_url = os.environ.get("DBPERF_TEST_DATABASE_URL")
-DATABASES = {
-    "default": database_from_url(_database_url)
-    if _database_url
-    else {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
-}
+if _database_url:
+    DATABASES = {
+        "default": database_from_url(_database_url),
+        # A second alias on the same server, for tests of multi-database capture.
+        "other": {**database_from_url(_database_url), "NAME": "dbperf_other"},
+    }
+else:
+    DATABASES = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+        "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+    }
 
 CACHES: dict[str, dict[str, object]] = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},

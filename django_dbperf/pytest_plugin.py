@@ -1,0 +1,129 @@
+"""pytest plugin, registered through the ``pytest11`` entry point.
+
+The ``dbperf`` fixture offers the checks of ``DbPerfTestMixin``; the marker
+``@pytest.mark.dbperf(max_queries=N, nplusone="forbid", duplicates="forbid")`` applies them to
+the whole test body (not to fixtures). Django is imported lazily, so the plugin never touches
+settings before pytest-django configures them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from django_dbperf.inspection import capture_queries
+    from django_dbperf.testing import Using
+
+MARKER = "dbperf"
+POLICIES = ("forbid", "allow")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(max_queries=None, nplusone='allow', duplicates='allow'): fail the test when "
+        "its body runs more queries than max_queries, or N+1 / duplicate queries set to "
+        "'forbid' (django_dbperf).",
+    )
+
+
+class DbPerf:
+    """The ``dbperf`` fixture: context managers that fail the test when their block misbehaves."""
+
+    @contextmanager
+    def _checked(
+        self, check: Callable[[capture_queries], str | None], using: Using
+    ) -> Iterator[capture_queries]:
+        from django_dbperf.inspection import capture_queries
+
+        with capture_queries(using) as captured:
+            yield captured
+        message = check(captured)
+        if message:
+            pytest.fail(message, pytrace=False)
+
+    def capture(self, using: Using = None) -> capture_queries:
+        """Capture without asserting: read ``len()``, ``.queries`` and ``.findings`` after."""
+        from django_dbperf.inspection import capture_queries
+
+        return capture_queries(using)
+
+    def max_queries(self, num: int, using: Using = None) -> Any:
+        from django_dbperf.testing import max_queries_failure
+
+        return self._checked(lambda captured: max_queries_failure(captured, num), using)
+
+    def no_nplusone(self, using: Using = None) -> Any:
+        from django_dbperf.testing import nplusone_failure
+
+        return self._checked(nplusone_failure, using)
+
+    def no_duplicates(self, using: Using = None) -> Any:
+        from django_dbperf.testing import duplicates_failure
+
+        return self._checked(duplicates_failure, using)
+
+    def queries_constant(
+        self,
+        func: Callable[[], Any],
+        setup: Callable[[int], Any],
+        sizes: Sequence[int] = (2, 10),
+        using: Using = None,
+    ) -> None:
+        """Fail if ``func()`` runs more queries after ``setup(n)`` as n grows."""
+        from django_dbperf.testing import count_per_size, growth_failure
+
+        message = growth_failure(count_per_size(func, sizes, setup, using))
+        if message:
+            pytest.fail(message, pytrace=False)
+
+
+@pytest.fixture
+def dbperf() -> DbPerf:
+    """Query assertions: ``with dbperf.max_queries(3): ...``, ``dbperf.no_nplusone()`` ..."""
+    return DbPerf()
+
+
+def _marker_checks(marker: pytest.Mark) -> list[Callable[[capture_queries], str | None]]:
+    from django_dbperf.testing import duplicates_failure, max_queries_failure, nplusone_failure
+
+    unknown = set(marker.kwargs) - {"max_queries", "nplusone", "duplicates", "using"}
+    if marker.args or unknown:
+        raise pytest.UsageError(
+            f"@pytest.mark.{MARKER} takes keyword arguments max_queries, nplusone, duplicates "
+            f"and using; got {list(marker.args) + sorted(unknown)}."
+        )
+    checks: list[Callable[[capture_queries], str | None]] = []
+    limit = marker.kwargs.get("max_queries")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise pytest.UsageError(f"max_queries must be a whole number >= 0, not {limit!r}.")
+        checks.append(lambda captured: max_queries_failure(captured, limit))
+    for name, failure in (("nplusone", nplusone_failure), ("duplicates", duplicates_failure)):
+        policy = marker.kwargs.get(name, "allow")
+        if policy not in POLICIES:
+            raise pytest.UsageError(f"{name}= must be 'forbid' or 'allow', not {policy!r}.")
+        if policy == "forbid":
+            checks.append(failure)
+    return checks
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    marker = item.get_closest_marker(MARKER)
+    if marker is None:
+        return (yield)
+    checks = _marker_checks(marker)
+    from django_dbperf.inspection import capture_queries
+
+    with capture_queries(marker.kwargs.get("using")) as captured:
+        result = yield
+    for check in checks:
+        message = check(captured)
+        if message:
+            pytest.fail(f"[{MARKER} marker] {message}", pytrace=False)
+    return result

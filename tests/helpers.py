@@ -1,0 +1,35 @@
+"""Test helpers: the testapp library's data, and finding a marked line of a test file."""
+
+from __future__ import annotations
+
+import os
+
+from tests.testapp.models import Author, AuthorProfile, Book, Publisher, Review, Tag
+
+
+def make_library(authors: int = 5, books_per_author: int = 2) -> list[Book]:
+    """``authors`` authors with profiles, each with books that have a publisher, tags, reviews."""
+    publisher = Publisher.objects.create(name="Acme")
+    tags = [Tag.objects.create(name=f"tag{number}") for number in range(3)]
+    books = []
+    for a in range(authors):
+        author = Author.objects.create(name=f"Author {a}", email=f"a{a}@example.com")
+        AuthorProfile.objects.create(author=author, bio=f"Bio {a}")
+        for b in range(books_per_author):
+            book = Book.objects.create(
+                title=f"Book {a}.{b}", summary="...", pages=100 + b, author=author,
+                publisher=publisher,
+            )  # fmt: skip
+            book.tags.set(tags[: 1 + (a + b) % 3])
+            Review.objects.create(book=book, rating=1 + (a + b) % 5)
+            books.append(book)
+    return books
+
+
+def line_of(path: str, marker: str) -> str:
+    """``relative/path.py:N`` of the line in ``path`` that carries the comment ``# marker``."""
+    with open(path) as source:
+        for number, line in enumerate(source, 1):
+            if line.rstrip().endswith(f"# {marker}"):
+                return f"{os.path.relpath(path)}:{number}"
+    raise AssertionError(f"no line marked {marker!r} in {path}")
