@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from django_dbperf.budgets import query_budget
 from django_dbperf.conf import get_config
 from django_dbperf.inspection import capture_queries
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__", "capture_queries", "get_config"]
+__all__ = ["__version__", "capture_queries", "get_config", "query_budget"]

@@ -16,7 +16,10 @@ class DbPerfConfig(AppConfig):
         from django_dbperf import checks  # noqa: F401  (registers the system checks)
         from django_dbperf.capture import install
         from django_dbperf.conf import clear_config_cache
+        from django_dbperf.integrations import nplusone
 
         setting_changed.connect(clear_config_cache, dispatch_uid="django_dbperf.conf")
         # Every new connection, in every thread, gets the (idle until captured) query wrapper.
         connection_created.connect(install, dispatch_uid="django_dbperf.capture")
+        # Only with "nplusone.ext.django" in INSTALLED_APPS; otherwise nplusone is never imported.
+        nplusone.register()

@@ -40,7 +40,8 @@ def test_bulk_inserts_of_any_size_share_a_shape() -> None:
 @given(st.lists(st.integers(), min_size=1, max_size=50), st.integers(), st.text(max_size=20))
 def test_values_never_change_the_shape(ids: list[int], number: int, text: str) -> None:
     escaped = text.replace("'", "''")
-    sql = f"SELECT * FROM t WHERE id IN ({', '.join(map(str, ids))}) AND n = {number} AND s = '{escaped}'"
+    id_list = ", ".join(map(str, ids))
+    sql = f"SELECT * FROM t WHERE id IN ({id_list}) AND n = {number} AND s = '{escaped}'"
     assert fingerprint(sql) == "SELECT * FROM t WHERE id IN (...) AND n = ? AND s = ?"
 
 

@@ -249,8 +249,8 @@ def test_fetch_peers_is_clean(library: list[Book]) -> None:
 def test_single_get_is_clean(library: list[Book]) -> None:
     with capture_queries() as captured:
         book = Book.objects.get(pk=library[0].pk)
-        book.author.name
-        list(book.tags.all())
+        loaded = (book.author.name, list(book.tags.all()))
+    assert loaded[0] == "Author 0"
     assert len(captured) == 3
     assert_clean(captured)
 

@@ -1,0 +1,3 @@
+"""Integrations with optional third-party tools, each switched on only when its tool is enabled."""
+
+from __future__ import annotations

@@ -1,0 +1,19 @@
+"""URLs for the test suite: the example project plus the testapp's middleware views."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+
+from tests.testapp import views
+
+urlpatterns = [
+    path("testapp/clean/", views.clean, name="clean"),
+    path("testapp/n-plus-one/", views.n_plus_one, name="n_plus_one"),
+    path("testapp/duplicates/", views.duplicates, name="duplicates"),
+    path("testapp/budgeted/", views.budgeted, name="budgeted"),
+    path("testapp/generous/", views.generous, name="generous"),
+    path("testapp/slow/", views.slow, name="slow"),
+    path("testapp/async/", views.async_n_plus_one, name="async_n_plus_one"),
+    path("testapp/timed/", views.timed_elsewhere, name="timed"),
+    path("", include("example_project.urls")),
+]
