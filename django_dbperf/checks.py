@@ -38,6 +38,8 @@ CHECKS: dict[str, str] = {
     'model label (``"app_label.Model"``).',
     "dbperf.W001": "``QueryCountMiddleware`` comes after middleware that runs queries "
     "outside the view, so those queries are not counted.",
+    "dbperf.W002": "nplusone is enabled on Django 6.1 or later without django_dbperf's "
+    "compatibility fix, so every ``select_related()`` query nplusone watches would crash.",
 }
 
 
@@ -190,5 +192,26 @@ def check_middleware_order(app_configs: object = None, **kwargs: object) -> list
             "those run (e.g. saving the session) are not counted.",
             hint=f"Move {MIDDLEWARE_PATH} above them, right after SecurityMiddleware.",
             id="dbperf.W001",
+        )
+    ]
+
+
+@register(Tags.compatibility)
+def check_nplusone_compat(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
+    """Warn when nplusone 1.0 would crash on this Django because the compatibility fix is off."""
+    # Imported here: checks.py (and CHECKS, read by the docs) stays free of the capture stack.
+    from django_dbperf.integrations import nplusone
+
+    if not nplusone.compat_fix_missing():
+        return []
+    return [
+        Warning(
+            "nplusone is enabled (its middleware or app) but cannot read this Django's "
+            "select_related() rows: every select_related() query run while nplusone listens "
+            "(each request through NPlusOneMiddleware, each nplusone Profiler block) raises "
+            "ValueError: too many values to unpack (expected 3).",
+            hint=f"Add {nplusone.APP!r} to INSTALLED_APPS (with 'django_dbperf'), so "
+            "django_dbperf applies its compatibility fix at startup; or remove nplusone.",
+            id="dbperf.W002",
         )
     ]

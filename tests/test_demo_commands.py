@@ -13,7 +13,8 @@ from django.db import connection
 from django.test import Client
 
 from example_project.scheduler.pages import NAIVE_PAGES, Page
-from example_project.scheduler.report import measure, timed_queries
+from django_dbperf import capture_queries
+from example_project.scheduler.report import measure
 from example_project.scheduler.seeding import seed_demo
 
 pytestmark = pytest.mark.django_db
@@ -53,23 +54,24 @@ def test_demo_superuser_rejects_an_empty_username() -> None:
         run("demo_superuser", username=" ")
 
 
-def test_query_timer_counts_every_query_past_djangos_log_limit() -> None:
-    # CaptureQueriesContext keeps at most 9,000 queries; the report must not.
-    with timed_queries() as timer, connection.cursor() as cursor:
+def test_capture_counts_every_query_past_djangos_log_limit() -> None:
+    # CaptureQueriesContext keeps at most 9,000 queries; the report (and capture) must not.
+    with capture_queries() as captured, connection.cursor() as cursor:
         for _ in range(9_100):
             cursor.execute("SELECT 1")
-    assert timer.count == 9_100
-    assert timer.seconds > 0
+    assert len(captured) == 9_100
+    assert captured.total_ms > 0
 
 
 def test_measure_counts_the_queries_of_one_request() -> None:
     seed_demo(events=3)
     page = Page("Event list", "event_list")
     measurement = measure(Client(), page, repeat=2)
-    with timed_queries() as timer:
+    with capture_queries() as captured:
         Client().get(page.path())
     assert measurement.status == 200
-    assert measurement.queries == timer.count > 3
+    assert measurement.queries == len(captured) > 3
+    assert {finding.relation for finding in measurement.findings} >= {"scheduler.Event.owner"}
     assert measurement.total_ms >= measurement.db_ms > 0
 
 
@@ -81,6 +83,8 @@ def test_demo_report_prints_every_page() -> None:
         line = next(line for line in output.splitlines() if line.startswith(page.label + "  "))
         assert page.path() in line
         assert " 200 " in line
+    assert "What django_dbperf found, with the fix for each:" in output
+    assert 'fix: add .select_related("owner") to the Event queryset' in output
 
 
 def test_demo_report_needs_seeded_data() -> None:

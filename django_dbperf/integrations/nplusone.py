@@ -138,7 +138,7 @@ class _EagerLoad:
     """One relation eager-loaded by one queryset evaluation."""
 
     model: type[Model]
-    field: str
+    name: str  # the field or accessor nplusone names
     method: str  # "select_related" or "prefetch_related"
     callsite: Callsite | None
     # Holds what nplusone's per-query key is the id() of, so the id is not reused while tracked.
@@ -199,7 +199,7 @@ class EagerLoads:
         counts: dict[tuple[type[Model], str, str, Callsite | None], int] = {}
         for load in self._loads.values():
             if not load.used:
-                key = (load.model, load.field, load.method, load.callsite)
+                key = (load.model, load.name, load.method, load.callsite)
                 counts[key] = counts.get(key, 0) + 1
         return [
             Finding(

@@ -1,17 +1,16 @@
-"""Measure the example project's pages: queries, database time and wall time per request."""
+"""Measure the example project's pages: queries, database time, wall time and findings."""
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from django.db import connections
 from django.test import Client
 
+from django_dbperf import capture_queries
+from django_dbperf.analysis import Finding
 from example_project.scheduler.pages import Page
 
 
@@ -23,70 +22,44 @@ class Measurement:
     queries: int
     db_ms: float
     total_ms: float
-
-
-class QueryTimer:
-    """An ``execute_wrapper`` that counts queries and adds up their time.
-
-    Unlike ``CaptureQueriesContext`` it keeps no query log, so it has no 9,000-query limit.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.seconds = 0.0
-
-    def __call__(
-        self,
-        execute: Callable[..., Any],
-        sql: str,
-        params: Any,
-        many: bool,
-        context: dict[str, Any],
-    ) -> Any:
-        started = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            self.seconds += time.perf_counter() - started
-            self.count += 1
-
-
-@contextmanager
-def timed_queries() -> Iterator[QueryTimer]:
-    """Count and time the queries of every database alias inside the block."""
-    timer = QueryTimer()
-    with ExitStack() as stack:
-        for alias in connections:
-            stack.enter_context(connections[alias].execute_wrapper(timer))
-        yield timer
+    findings: list[Finding] = field(default_factory=list)
 
 
 def measure(client: Client, page: Page, repeat: int = 1) -> Measurement:
     """Request ``page`` once to warm up, then ``repeat`` times; times are medians."""
     path = page.path()
     client.get(path)
-    runs: list[tuple[int, int, float, float]] = []
+    runs: list[tuple[int, capture_queries, float]] = []
     for _ in range(repeat):
-        with timed_queries() as timer:
+        with capture_queries() as captured:
             started = time.perf_counter()
             response = client.get(path)
             total_ms = (time.perf_counter() - started) * 1000
-        runs.append((response.status_code, timer.count, timer.seconds * 1000, total_ms))
-    status, count, _, _ = runs[-1]
+        runs.append((response.status_code, captured, total_ms))
+    status, last, _ = runs[-1]
     return Measurement(
         label=page.label,
         path=path,
         status=status,
-        queries=count,
-        db_ms=statistics.median(run[2] for run in runs),
-        total_ms=statistics.median(run[3] for run in runs),
+        queries=len(last),
+        db_ms=statistics.median(run[1].total_ms for run in runs),
+        total_ms=statistics.median(run[2] for run in runs),
+        findings=last.findings,
     )
 
 
 def format_table(measurements: Iterable[Measurement]) -> str:
-    rows = [("Page", "Path", "Status", "Queries", "DB ms", "Total ms")]
+    rows = [("Page", "Path", "Status", "Queries", "DB ms", "Total ms", "Findings")]
     rows += [
-        (m.label, m.path, str(m.status), str(m.queries), f"{m.db_ms:.1f}", f"{m.total_ms:.1f}")
+        (
+            m.label,
+            m.path,
+            str(m.status),
+            str(m.queries),
+            f"{m.db_ms:.1f}",
+            f"{m.total_ms:.1f}",
+            str(len(m.findings)),
+        )
         for m in measurements
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -100,3 +73,15 @@ def format_table(measurements: Iterable[Measurement]) -> str:
         if number == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def format_findings(measurements: Iterable[Measurement]) -> str:
+    """Each page's findings with their fixes, most expensive first."""
+    blocks = []
+    for m in measurements:
+        if m.findings:
+            lines = [f"{m.label} ({m.path}):"]
+            lines += [f"  {n}. {finding}".replace("\n", "\n     ") for n, finding in
+                      enumerate(m.findings, 1)]  # fmt: skip
+            blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 
 from example_project.scheduler.models import Event
 from example_project.scheduler.pages import NAIVE_PAGES, PageUnavailable
-from example_project.scheduler.report import format_table, measure
+from example_project.scheduler.report import format_findings, format_table, measure
 
 
 class Command(BaseCommand):
@@ -28,8 +29,11 @@ class Command(BaseCommand):
         if not events:
             raise CommandError("There are no events: run `manage.py seed_demo` first.")
         client = Client()
+        # The report captures each request itself; the middleware would only log it twice.
+        quiet = {**getattr(settings, "DBPERF", {}), "ENABLED": False}
         try:
-            measurements = [measure(client, page, repeat) for page in NAIVE_PAGES]
+            with override_settings(DBPERF=quiet):
+                measurements = [measure(client, page, repeat) for page in NAIVE_PAGES]
         except PageUnavailable as error:
             raise CommandError(str(error)) from error
         self.stdout.write(
@@ -37,3 +41,7 @@ class Command(BaseCommand):
             f"(median of {repeat} request{'s' * (repeat > 1)}):\n"
         )
         self.stdout.write(format_table(measurements))
+        findings = format_findings(measurements)
+        if findings:
+            self.stdout.write("\nWhat django_dbperf found, with the fix for each:\n")
+            self.stdout.write(findings)
