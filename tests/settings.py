@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    "debug_toolbar",
     "django_dbperf",
     "tests.testapp",
     "example_project.scheduler",
@@ -78,3 +79,13 @@ if _redis_url:
 
 STATIC_URL = "static/"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The toolbar is only switched on by the tests that add its middleware.
+DEBUG_TOOLBAR_CONFIG = {
+    "IS_RUNNING_TESTS": False,
+    "SHOW_TOOLBAR_CALLBACK": "tests.settings.show_toolbar",
+}
+
+
+def show_toolbar(request: object) -> bool:
+    return True

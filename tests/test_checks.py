@@ -178,3 +178,35 @@ def test_every_check_id_is_tested() -> None:
         text = source.read().replace("test_every_check_id_is_tested", "")
     untested = [check_id for check_id in CHECKS if check_id.split(".")[1].lower() not in text]
     assert untested == []
+
+
+def test_w002_nplusone_middleware_without_the_compat_fix() -> None:
+    # Local imports keep this an appended test. nplusone is deliberately not imported here (its
+    # import patches the ORM for the whole process), and INSTALLED_APPS is not overridden: that
+    # re-runs ready(), which applies the fix.
+    import sys
+
+    import django
+    from django.conf import settings
+    from django.db.models.query import RelatedPopulator
+
+    from django_dbperf.checks import check_nplusone_compat
+
+    pytest.importorskip("nplusone", reason="needs the nplusone extra")
+    fixed = RelatedPopulator.__init__
+    patch = sys.modules.get("nplusone.ext.django.patch")
+    if patch is not None:  # imported by an earlier test: put back nplusone's unfixed wrapper
+        setattr(RelatedPopulator, "__init__", patch.related_populator_init)  # noqa: B010
+    try:
+        middleware = [*settings.MIDDLEWARE, "nplusone.ext.django.NPlusOneMiddleware"]
+        with override_settings(MIDDLEWARE=middleware):
+            messages = check_nplusone_compat()
+    finally:
+        setattr(RelatedPopulator, "__init__", fixed)  # noqa: B010
+    if django.VERSION < (6, 1):
+        assert messages == []  # nplusone 1.0 reads Django 5.2's populator fine
+        return
+    warning = only(messages)
+    assert warning.id == "dbperf.W002"
+    assert "every select_related() query" in warning.msg
+    assert "'nplusone.ext.django' to INSTALLED_APPS" in (warning.hint or "")

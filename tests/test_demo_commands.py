@@ -12,8 +12,8 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
 
-from example_project.scheduler.pages import NAIVE_PAGES, Page
 from django_dbperf import capture_queries
+from example_project.scheduler.pages import NAIVE_PAGES, Page
 from example_project.scheduler.report import measure
 from example_project.scheduler.seeding import seed_demo
 

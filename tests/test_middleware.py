@@ -205,3 +205,18 @@ def test_async_view_is_captured(caplog: pytest.LogCaptureFixture) -> None:
     assert response[QUERY_COUNT_HEADER] == "11"  # type: ignore[index]
     (record,) = dbperf_records(caplog)
     assert "N+1 on testapp.Author.id: 10 queries" in record.getMessage()
+
+
+def test_debug_toolbar_still_sees_every_query(library: None) -> None:
+    from debug_toolbar.toolbar import DebugToolbar
+
+    toolbar_first = ["debug_toolbar.middleware.DebugToolbarMiddleware", *MIDDLEWARE]
+    with override_settings(MIDDLEWARE=toolbar_first, DEBUG=True):
+        response = Client().get("/testapp/html/")
+    assert response[QUERY_COUNT_HEADER] == "11"
+    request_id = re.search(r'data-request-id="(\w+)"', response.content.decode())
+    assert request_id is not None
+    toolbar = DebugToolbar.fetch(request_id[1], panel_id="SQLPanel")
+    assert toolbar is not None
+    stats = toolbar.get_panel_by_id("SQLPanel").get_stats()
+    assert len(stats["queries"]) == 11

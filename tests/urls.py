@@ -15,5 +15,8 @@ urlpatterns = [
     path("testapp/slow/", views.slow, name="slow"),
     path("testapp/async/", views.async_n_plus_one, name="async_n_plus_one"),
     path("testapp/timed/", views.timed_elsewhere, name="timed"),
+    path("testapp/html/", views.html, name="html"),
     path("", include("example_project.urls")),
+    # Included directly: debug_toolbar_urls() adds nothing when DEBUG is off at import.
+    path("__debug__/", include("debug_toolbar.urls")),
 ]

@@ -62,3 +62,8 @@ def timed_elsewhere(request: HttpRequest) -> HttpResponse:
     response.headers["Server-Timing"] = "app;dur=1.0"
     Author.objects.count()
     return response
+
+
+def html(request: HttpRequest) -> HttpResponse:
+    titles = "".join(f"<li>{b.title} by {b.author.name}</li>" for b in Book.objects.all())
+    return HttpResponse(f"<html><body><ul>{titles}</ul></body></html>")
