@@ -274,3 +274,61 @@ def test_same_shape_from_different_lines_is_not_an_n_plus_one(library: list[Book
         Book.objects.get(pk=library[1].pk)
         Book.objects.get(pk=library[2].pk)
     assert captured.n_plus_one == []
+
+
+# --- the recording fetch mode (Django 6.1) --------------------------------------------------
+
+needs_fetch_modes = pytest.mark.skipif(django.VERSION < (6, 1), reason="Django 6.1 fetch modes")
+
+
+@needs_fetch_modes
+def test_recording_fetch_mode_announces_each_lazy_load(library: list[Book]) -> None:
+    from django.db import connection
+
+    from django_dbperf.capture.fetch_mode import FETCH_RECORD, current_lazy_load
+
+    announced = []
+
+    def spy(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        announced.append(current_lazy_load())
+        return execute(sql, params, many, context)
+
+    book = Book.objects.fetch_mode(FETCH_RECORD).first()
+    partial = Book.objects.only("title").fetch_mode(FETCH_RECORD).first()
+    assert book is not None and partial is not None
+    with connection.execute_wrapper(spy):
+        loaded = (book.author.name, partial.summary)
+    assert loaded == ("Author 0", "...")
+    assert [(a.kind, a.model, a.name) for a in announced if a] == [
+        ("forward", Book, "author"),
+        ("deferred", Book, "summary"),
+    ]
+    assert current_lazy_load() is None
+
+
+@needs_fetch_modes
+def test_recording_fetch_mode_finds_the_n_plus_one(library: list[Book]) -> None:
+    from django_dbperf.capture.fetch_mode import FETCH_RECORD
+
+    with capture_queries() as captured:
+        names = [book.author.name for book in Book.objects.fetch_mode(FETCH_RECORD)]
+    assert len(names) == 10
+    assert only_finding(captured).relation == "testapp.Book.author"
+
+
+@needs_fetch_modes
+def test_recording_fetch_mode_can_delegate_to_fetch_peers(library: list[Book]) -> None:
+    import pickle
+
+    from django.db.models import FETCH_PEERS
+
+    from django_dbperf.capture.fetch_mode import RecordingFetchMode
+
+    batched = RecordingFetchMode(FETCH_PEERS)
+    with capture_queries() as captured:
+        names = [book.author.name for book in Book.objects.fetch_mode(batched)]
+    assert len(names) == 10 and len(captured) == 2
+    assert_clean(captured)
+    # Querysets (and their fetch mode) survive pickling, e.g. into a cache.
+    restored = pickle.loads(pickle.dumps(Book.objects.fetch_mode(batched)))
+    assert restored._fetch_mode.delegate is FETCH_PEERS

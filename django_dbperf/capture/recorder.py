@@ -20,6 +20,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_dbperf.capture.callsite import Callsite, LazyLoad, TemplateSite, inspect_stack
+from django_dbperf.capture.fetch_mode import current_lazy_load
 from django_dbperf.capture.fingerprint import fingerprint
 
 # Queries nobody wrote: contrib.postgres looks up type OIDs on every new connection.
@@ -91,6 +92,7 @@ class CaptureWrapper:
             duration = time.perf_counter() - started
             # skip=1: this frame; the walk starts at Django's cursor code.
             callsite, lazy_load, template = inspect_stack(skip=1)
+            lazy_load = current_lazy_load() or lazy_load
             alias = context["connection"].alias
             record = QueryRecord(
                 sql, params, many, alias, duration, fingerprint(sql), callsite, lazy_load, template
