@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import middleware_overhead as bench  # noqa: E402
+import middleware_overhead as bench
 
 MIX = 25  # queries per call of the app's mixed() view body
 
@@ -114,13 +114,22 @@ def component_modes() -> list[tuple[str, Mode, str]]:
         ("idle wrapper", nullcontext, "installed, nothing captured: one ContextVar.get()"),
         ("floor", floor_wrapper, "an execute_wrapper that counts and times"),
         ("recording()", recording_only, "capture engine: timing, callsite, fingerprint, record"),
-        ("recording(), no callsite", lambda: recording_without("inspect_stack"),
-         "inspect_stack() replaced by a stub"),
-        ("recording(), no fingerprint", lambda: recording_without("fingerprint"),
-         "fingerprint() replaced by a stub"),
-        ("capture_queries() + findings", capture_with_findings,
-         "engine + finding sources + analysis, as one request of the middleware"),
-    ]  # fmt: skip
+        (
+            "recording(), no callsite",
+            lambda: recording_without("inspect_stack"),
+            "inspect_stack() replaced by a stub",
+        ),
+        (
+            "recording(), no fingerprint",
+            lambda: recording_without("fingerprint"),
+            "fingerprint() replaced by a stub",
+        ),
+        (
+            "capture_queries() + findings",
+            capture_with_findings,
+            "engine + finding sources + analysis, as one request of the middleware",
+        ),
+    ]
 
 
 def measure_components(rounds: int, calls: int) -> None:
@@ -146,9 +155,11 @@ def measure_components(rounds: int, calls: int) -> None:
             gc.enable()
             samples[name].append(elapsed / (calls * 2 * MIX))
     base = samples["no wrapper"]
-    print(f"Part 1: cost per query over 'no wrapper' ({rounds} rounds x {calls * 2 * MIX} queries"
-          f" per mode, medians of per-round differences; a query here takes "
-          f"{statistics.median(base) / 1000:.1f} us)\n")  # fmt: skip
+    print(
+        f"Part 1: cost per query over 'no wrapper' ({rounds} rounds x {calls * 2 * MIX} queries"
+        f" per mode, medians of per-round differences; a query here takes "
+        f"{statistics.median(base) / 1000:.1f} us)\n"
+    )
     width = max(len(name) for name, _, _ in modes)
     print(f"{'mode':<{width}}  {'us/query':>8}  {'IQR':>13}  what")
     for name, _, what in modes:
@@ -159,8 +170,10 @@ def measure_components(rounds: int, calls: int) -> None:
         iqr = f"{bench.quantile(diffs, 0.25):+.2f}..{bench.quantile(diffs, 0.75):+.2f}"
         print(f"{name:<{width}}  {statistics.median(diffs):>+8.2f}  {iqr:>13}  {what}")
     record = statistics.median(samples["recording()"])
-    for label, name in (("callsite walk (inspect_stack)", "recording(), no callsite"),
-                        ("fingerprint()", "recording(), no fingerprint")):  # fmt: skip
+    for label, name in (
+        ("callsite walk (inspect_stack)", "recording(), no callsite"),
+        ("fingerprint()", "recording(), no fingerprint"),
+    ):
         cost = statistics.median(
             [(r - v) / 1000 for r, v in zip(samples["recording()"], samples[name], strict=True)]
         )
@@ -205,7 +218,8 @@ def print_functions(stats: pstats.Stats, queries: int, top: int, only: str | Non
     rows.sort(reverse=True)
     print(f"{'calls':>8}  {'self us/q':>9}  {'incl us/q':>9}  function")
     for tottime, cumtime, calls, where in rows[:top]:
-        print(f"{calls:>8}  {tottime / queries * 1e6:>9.2f}  {cumtime / queries * 1e6:>9.2f}  {where}")  # fmt: skip
+        own, total = tottime / queries * 1e6, cumtime / queries * 1e6
+        print(f"{calls:>8}  {own:>9.2f}  {total:>9.2f}  {where}")
 
 
 def profile(queries: int, top: int, view: str) -> None:
@@ -214,16 +228,18 @@ def profile(queries: int, top: int, view: str) -> None:
         names = {"bare, N+1 view", "dbperf full, N+1 view"}
     variants, _ = bench.make_variants(names)
     by_name = {variant.name: variant for variant in variants}
-    bare = by_name["bare" if view == "dashboard" else "bare, N+1 view"]
-    full = by_name["dbperf full (SAMPLE_RATE=1)" if view == "dashboard" else "dbperf full, N+1 view"]  # fmt: skip
+    bare_name, full_name = sorted(names)  # "bare..." sorts before "dbperf..."
+    bare, full = by_name[bare_name], by_name[full_name]
     requests = max(1, queries // bench.QUERIES_PER_REQUEST)
     queries = requests * bench.QUERIES_PER_REQUEST
     full_stats, full_seconds = profile_requests(full, requests)
-    bare_stats, bare_seconds = profile_requests(bare, requests)
+    _, bare_seconds = profile_requests(bare, requests)
     extra = (full_seconds - bare_seconds) / queries * 1e6
-    print(f"\nPart 2: cProfile of {requests} requests to /{view}/ ({queries} queries) through "
-          f"QueryCountMiddleware: {full_seconds:.2f}s; without it {bare_seconds:.2f}s; "
-          f"difference {extra:+.1f} us/query under the profiler\n")  # fmt: skip
+    print(
+        f"\nPart 2: cProfile of {requests} requests to /{view}/ ({queries} queries) through "
+        f"QueryCountMiddleware: {full_seconds:.2f}s; without it {bare_seconds:.2f}s; "
+        f"difference {extra:+.1f} us/query under the profiler\n"
+    )
     print("django_dbperf functions, by self time (us per query; incl = with callees):")
     print_functions(full_stats, queries, top, only="django_dbperf")
     print(f"\nAll functions, by self time, with QueryCountMiddleware (top {top}):")

@@ -213,10 +213,12 @@ def define_app() -> BenchApp:
         book = Book.objects.get(pk=5 + 7 * k)
         out.append(f"{book.title} by {book.author.name}")  # forward FK: one query
         out += [b.title for b in Book.objects.filter(author_id=2 + k)[:10]]
-        out += [b.title for b in Book.objects.filter(year__gte=2000 + k).order_by("-year", "id")[:10]]  # fmt: skip
+        recent = Book.objects.filter(year__gte=2000 + k).order_by("-year", "id")
+        out += [b.title for b in recent[:10]]
         out.append(str(Book.objects.filter(author_id=3 + k).count()))
         out.append(str(Author.objects.filter(name__startswith=f"Author {k}").exists()))
-        out += [f"{b.title} by {b.author.name}" for b in Book.objects.select_related("author").filter(year=2001 + k)[:5]]  # fmt: skip
+        with_authors = Book.objects.select_related("author").filter(year=2001 + k)
+        out += [f"{b.title} by {b.author.name}" for b in with_authors[:5]]
         out += [b.title for b in author.books.all()[:5]]  # reverse FK
         out.append(str(Book.objects.filter(pages__gt=300 + k).aggregate(avg=Avg("pages"))["avg"]))
         out += Book.objects.filter(year=1995 + k).values_list("title", flat=True)[:10]
@@ -227,10 +229,13 @@ def define_app() -> BenchApp:
         out.append(str(Book.objects.filter(title__contains=f"{k}7").count()))
         out.append(str(Author.objects.filter(books__year=1999 + k).distinct().count()))
         out += [b.title for b in Book.objects.only("id", "title").filter(author_id=6 + k)[:5]]
-        out += [f"{row['year']}: {row['n']}" for row in Book.objects.filter(year__gte=1990 + k).values("year").annotate(n=Count("id")).order_by("year")[:5]]  # fmt: skip
-        out += [f"{a.name}: {a.n}" for a in Author.objects.annotate(n=Count("books")).filter(pk=7 + k)]  # fmt: skip
+        per_year = Book.objects.filter(year__gte=1990 + k).values("year").annotate(n=Count("id"))
+        out += [f"{row['year']}: {row['n']}" for row in per_year.order_by("year")[:5]]
+        counted = Author.objects.annotate(n=Count("books")).filter(pk=7 + k)
+        out += [f"{a.name}: {a.n}" for a in counted]
         out += [b.title for b in Book.objects.filter(pk__in=[10 + k, 20 + k, 30 + k])]
-        out += [b.title for b in Book.objects.filter(author__name=f"Author {8 + k}").order_by("id")[:3]]  # fmt: skip
+        by_name = Book.objects.filter(author__name=f"Author {8 + k}").order_by("id")
+        out += [b.title for b in by_name[:3]]
         out.append(str(Author.objects.filter(pk=9 + k).values_list("name", flat=True).first()))
         out.append(str(Book.objects.exclude(year__lt=2010 + k).count()))
         out.append(str(Book.objects.filter(year__range=(1990 + k, 1995 + k)).exists()))
@@ -276,7 +281,8 @@ def create_data(app: BenchApp) -> None:
 
     with connection.cursor() as cursor:
         for model in (app.book, app.author):
-            cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(model._meta.db_table)}")  # fmt: skip
+            table = connection.ops.quote_name(model._meta.db_table)
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
     with connection.schema_editor() as editor:
         editor.create_model(app.author)
         editor.create_model(app.book)
@@ -524,38 +530,85 @@ def make_variants(names: set[str] | None) -> tuple[list[Variant], list[str]]:
     bare = build_handler([])
     notes: list[str] = []
     variants = [
-        Variant("bare", bare, "/dashboard/", "bare",
-                note="no dbperf middleware; dbperf's idle wrapper on the connection"),
-        Variant("bare, no dbperf wrapper", bare, "/dashboard/", "bare",
-                enter=remove_dbperf_wrapper, exit=restore_dbperf_wrapper,
-                note="as if django_dbperf were not installed"),
-        Variant("bare, DEBUG=True", bare, "/dashboard/", "bare",
-                enter=set_debug(True), exit=set_debug(False),
-                note="Django's own debug cursor (connection.queries)"),
-        Variant("floor: counting wrapper", build_handler([f"{__name__}.FloorMiddleware"]),
-                "/dashboard/", "bare", note="execute_wrapper that counts and times, per request"),
-        Variant("dbperf full (SAMPLE_RATE=1)", build_handler([dbperf_mw]), "/dashboard/", "bare",
-                enter=set_dbperf(SAMPLE_RATE=1.0), exit=set_dbperf(SAMPLE_RATE=1.0),
-                note="capture + detection + headers"),
-        Variant("dbperf unsampled (SAMPLE_RATE=0)", build_handler([dbperf_mw]), "/dashboard/",
-                "bare", enter=set_dbperf(SAMPLE_RATE=0.0), exit=set_dbperf(SAMPLE_RATE=1.0)),
-    ]  # fmt: skip
+        Variant(
+            "bare",
+            bare,
+            "/dashboard/",
+            "bare",
+            note="no dbperf middleware; dbperf's idle wrapper on the connection",
+        ),
+        Variant(
+            "bare, no dbperf wrapper",
+            bare,
+            "/dashboard/",
+            "bare",
+            enter=remove_dbperf_wrapper,
+            exit=restore_dbperf_wrapper,
+            note="as if django_dbperf were not installed",
+        ),
+        Variant(
+            "bare, DEBUG=True",
+            bare,
+            "/dashboard/",
+            "bare",
+            enter=set_debug(True),
+            exit=set_debug(False),
+            note="Django's own debug cursor (connection.queries)",
+        ),
+        Variant(
+            "floor: counting wrapper",
+            build_handler([f"{__name__}.FloorMiddleware"]),
+            "/dashboard/",
+            "bare",
+            note="execute_wrapper that counts and times, per request",
+        ),
+        Variant(
+            "dbperf full (SAMPLE_RATE=1)",
+            build_handler([dbperf_mw]),
+            "/dashboard/",
+            "bare",
+            enter=set_dbperf(SAMPLE_RATE=1.0),
+            exit=set_dbperf(SAMPLE_RATE=1.0),
+            note="capture + detection + headers",
+        ),
+        Variant(
+            "dbperf unsampled (SAMPLE_RATE=0)",
+            build_handler([dbperf_mw]),
+            "/dashboard/",
+            "bare",
+            enter=set_dbperf(SAMPLE_RATE=0.0),
+            exit=set_dbperf(SAMPLE_RATE=1.0),
+        ),
+    ]
     toolbar = zeal = doctor = None
     if has_module("debug_toolbar"):
         toolbar = build_handler(["debug_toolbar.middleware.DebugToolbarMiddleware"])
         variants.append(
-            Variant("debug-toolbar (SQL panel)", toolbar, "/dashboard/", "bare",
-                    exit=unwrap_toolbar_cursors, note="DEBUG=False; toolbar HTML injected")
-        )  # fmt: skip
+            Variant(
+                "debug-toolbar (SQL panel)",
+                toolbar,
+                "/dashboard/",
+                "bare",
+                exit=unwrap_toolbar_cursors,
+                note="DEBUG=False; toolbar HTML injected",
+            )
+        )
     else:
         notes.append("django-debug-toolbar is not installed: pip install -e '.[bench]'")
     if has_module("zeal"):
         switch = zeal_switch()
         zeal = build_handler(["zeal.middleware.zeal_middleware"])
         variants.append(
-            Variant("zeal", zeal, "/dashboard/", "bare", enter=switch.on, exit=switch.off,
-                    note=f"ORM patches switched in for its batches ({len(switch.changes)})")
-        )  # fmt: skip
+            Variant(
+                "zeal",
+                zeal,
+                "/dashboard/",
+                "bare",
+                enter=switch.on,
+                exit=switch.off,
+                note=f"ORM patches switched in for its batches ({len(switch.changes)})",
+            )
+        )
     else:
         notes.append("django-zeal is not installed: pip install -e '.[bench]'")
     if has_module("query_doctor"):
@@ -567,10 +620,16 @@ def make_variants(names: set[str] | None) -> tuple[list[Variant], list[str]]:
     n1 = "bare, N+1 view"
     variants += [
         Variant(n1, bare, "/nplusone/", n1, note="24 of the 50 queries are an N+1"),
-        Variant("dbperf full, N+1 view", build_handler([dbperf_mw]), "/nplusone/", n1,
-                enter=set_dbperf(SAMPLE_RATE=1.0), exit=set_dbperf(SAMPLE_RATE=1.0),
-                note="finding logged to a NullHandler"),
-    ]  # fmt: skip
+        Variant(
+            "dbperf full, N+1 view",
+            build_handler([dbperf_mw]),
+            "/nplusone/",
+            n1,
+            enter=set_dbperf(SAMPLE_RATE=1.0),
+            exit=set_dbperf(SAMPLE_RATE=1.0),
+            note="finding logged to a NullHandler",
+        ),
+    ]
     if zeal is not None:
         variants.append(
             Variant("zeal, N+1 view", zeal, "/nplusone/", n1, enter=switch.on, exit=switch.off)
@@ -612,7 +671,16 @@ def verify(variants: list[Variant]) -> None:
 
     from django_dbperf import capture_queries
 
+    zeal_alerts: list[object] = []
+    if has_module("zeal"):
+        from zeal.signals import nplusone_detected
+
+        def on_alert(**kwargs: object) -> None:
+            zeal_alerts.append(kwargs.get("exception"))
+
+        nplusone_detected.connect(on_alert, weak=False, dispatch_uid="dbperf-bench")
     for variant in variants:
+        zeal_alerts.clear()
         variant.enter()
         try:
             counter = CountingWrapper()
@@ -620,6 +688,8 @@ def verify(variants: list[Variant]) -> None:
                 response = request(variant)
         finally:
             variant.exit()
+        if variant.name.startswith("zeal") and bool(zeal_alerts) != (variant.path == "/nplusone/"):
+            raise SystemExit(f"{variant.name}: zeal reported {zeal_alerts}")
         if response.status_code != 200:
             raise SystemExit(f"{variant.name}: status {response.status_code}")
         if counter.count != QUERIES_PER_REQUEST:
@@ -637,6 +707,8 @@ def verify(variants: list[Variant]) -> None:
         if len(captured.findings) != expected:
             found = "\n".join(str(finding) for finding in captured.findings)
             raise SystemExit(f"{view.__name__}: {len(captured.findings)} findings:\n{found}")
+    if has_module("zeal"):
+        nplusone_detected.disconnect(dispatch_uid="dbperf-bench")
 
 
 def timed_batch(variant: Variant, count: int) -> float:
@@ -676,6 +748,61 @@ def run_rounds(variants: list[Variant], rounds: int, *, progress: bool = True) -
         print(file=sys.stderr)
 
 
+def seam_costs(rounds: int, statements: int) -> dict[str, float]:
+    """Microseconds per statement over no wrapper, for cheap statements (``SELECT %s``).
+
+    The request measurements cannot resolve a fraction of a microsecond per query (a request
+    varies by a few percent between rounds); this can, so the floor used as the yardstick
+    for the "x floor" column comes from here.
+    """
+    from contextlib import AbstractContextManager, nullcontext
+
+    from django.db import connection
+
+    from django_dbperf.capture import recording
+
+    class NoWrapper:
+        def __enter__(self) -> None:
+            remove_dbperf_wrapper()
+
+        def __exit__(self, *exc: object) -> None:
+            restore_dbperf_wrapper()
+
+    modes: dict[str, Callable[[], AbstractContextManager[Any]]] = {
+        "no wrapper": NoWrapper,
+        "idle dbperf wrapper": nullcontext,
+        "floor": lambda: connection.execute_wrapper(CountingWrapper()),
+        "dbperf recording()": recording,
+    }
+    samples: dict[str, list[float]] = {name: [] for name in modes}
+    with connection.cursor() as cursor:
+        for number in range(rounds + 2):  # the first two rounds are warm-up
+            for name, mode in modes.items():
+                gc.collect()
+                gc.disable()
+                with mode():
+                    started = time.perf_counter_ns()
+                    for value in range(statements):
+                        cursor.execute("SELECT %s", [value])
+                    elapsed = time.perf_counter_ns() - started
+                gc.enable()
+                if number >= 2:
+                    samples[name].append(elapsed / statements / 1000)
+
+    def difference(name: str, baseline: str) -> float:
+        pairs = zip(samples[name], samples[baseline], strict=True)
+        return statistics.median([value - base for value, base in pairs])
+
+    # The dbperf wrapper stays installed in the last three modes, as on "bare" requests, so
+    # the floor and recording() are measured over the idle wrapper.
+    return {
+        "statement, no wrapper": statistics.median(samples["no wrapper"]),
+        "idle dbperf wrapper (over none)": difference("idle dbperf wrapper", "no wrapper"),
+        "floor (over idle)": difference("floor", "idle dbperf wrapper"),
+        "dbperf recording() (over idle)": difference("dbperf recording()", "idle dbperf wrapper"),
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # Results.
 # --------------------------------------------------------------------------------------------
@@ -703,17 +830,17 @@ class Result:
     note: str
 
 
-def summarise(variants: list[Variant]) -> list[Result]:
+def summarise(variants: list[Variant], floor_overhead: float | None) -> list[Result]:
     by_name = {variant.name: variant for variant in variants}
 
     def paired(variant: Variant) -> tuple[list[float], list[float]]:
         base = by_name[variant.baseline].samples
         ratios = [v / b for v, b in zip(variant.samples, base, strict=True)]
-        diffs = [(v - b) / 1000 / QUERIES_PER_REQUEST for v, b in zip(variant.samples, base, strict=True)]  # fmt: skip
+        diffs = [
+            (v - b) / 1000 / QUERIES_PER_REQUEST for v, b in zip(variant.samples, base, strict=True)
+        ]
         return ratios, diffs
 
-    floor = by_name.get("floor: counting wrapper")
-    floor_overhead = statistics.median(paired(floor)[1]) if floor else None
     results = []
     for variant in variants:
         ratios, diffs = paired(variant)
@@ -765,21 +892,29 @@ def check_targets(results: list[Result], db: str) -> list[tuple[str, bool]]:
     checks: list[tuple[str, bool]] = []
     if full is not None:
         checks.append(
-            (f"full capture <= {TARGET_FULL_RATIO}x bare: {full.ratio:.3f}x",
-             full.ratio <= TARGET_FULL_RATIO)
-        )  # fmt: skip
+            (
+                f"full capture <= {TARGET_FULL_RATIO}x bare: {full.ratio:.3f}x",
+                full.ratio <= TARGET_FULL_RATIO,
+            )
+        )
         if full.vs_floor is not None:
             checks.append(
-                (f"full capture overhead <= {TARGET_FULL_VS_FLOOR:g}x the floor's: "
-                 f"{full.vs_floor:.2f}x ({full.overhead_us_per_query:.2f} us/query)",
-                 full.vs_floor <= TARGET_FULL_VS_FLOOR)
-            )  # fmt: skip
+                (
+                    f"full capture overhead <= {TARGET_FULL_VS_FLOOR:g}x the seam floor's: "
+                    f"{full.vs_floor:.2f}x ({full.overhead_us_per_query:.2f} us/query)",
+                    full.vs_floor <= TARGET_FULL_VS_FLOOR,
+                )
+            )
     if unsampled is not None:
         checks.append(
-            (f"unsampled <= {TARGET_UNSAMPLED_RATIO}x bare: {unsampled.ratio:.3f}x",
-             unsampled.ratio <= TARGET_UNSAMPLED_RATIO)
-        )  # fmt: skip
-    scope = "" if db == "sqlite" else " (the targets are set for in-memory SQLite; shown for reference)"  # fmt: skip
+            (
+                f"unsampled <= {TARGET_UNSAMPLED_RATIO}x bare: {unsampled.ratio:.3f}x",
+                unsampled.ratio <= TARGET_UNSAMPLED_RATIO,
+            )
+        )
+    scope = ""
+    if db != "sqlite":
+        scope = " (the targets are set for in-memory SQLite; shown for reference)"
     print(f"\nTargets{scope}:")
     for text, met in checks:
         print(f"  [{'MET' if met else 'NOT MET'}] {text}")
@@ -807,8 +942,13 @@ def describe_machine(db: str) -> dict[str, str]:
         server = f"SQLite {sqlite3.sqlite_version} in memory"
     packages = ", ".join(
         f"{name} {version}"
-        for name in ("Django", "django-dbperf", "django-debug-toolbar", "django-zeal",
-                     "django-query-doctor")  # fmt: skip
+        for name in (
+            "Django",
+            "django-dbperf",
+            "django-debug-toolbar",
+            "django-zeal",
+            "django-query-doctor",
+        )
         if (version := version_of(name))
     )
     return {
@@ -831,6 +971,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants", help="comma-separated variant names (their baselines are added)"
     )
+    parser.add_argument("--seam-rounds", type=int, default=15, help="seam microbenchmark rounds")
+    parser.add_argument(
+        "--seam-statements", type=int, default=2000, help="statements per seam batch"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument(
         "--check", action="store_true", help="exit 1 when a target is not met (SQLite only)"
@@ -847,8 +991,9 @@ def main(argv: list[str] | None = None) -> int:
         for note in notes:
             print(f"     note: {note}")
         verify(variants)
-        calibrate(variants, args.warmup, args.batch_ms / 1000)
         started = time.monotonic()
+        seam = seam_costs(args.seam_rounds, args.seam_statements)
+        calibrate(variants, args.warmup, args.batch_ms / 1000)
         print(
             f"\n{len(variants)} variants x {args.rounds} rounds, ~{args.batch_ms:g} ms per "
             f"batch, {QUERIES_PER_REQUEST} queries per request",
@@ -859,11 +1004,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         drop_data(app)
 
-    results = summarise(variants)
+    floor = seam["floor (over idle)"]
     print(
-        f"\n{args.db}: {args.rounds} rounds in {elapsed:.0f}s; medians per request; ratio = median "
-        "of per-round ratios to the baseline (bare, or bare on the same view); us/query = median "
-        f"per-round difference / {QUERIES_PER_REQUEST}; x floor = overhead / the floor's overhead\n"
+        f"\nSeam microbenchmark ({args.db}, {args.seam_rounds} rounds x {args.seam_statements} "
+        "SELECT %s through connection.cursor(); median per-round differences):"
+    )
+    for name, value in seam.items():
+        print(f"  {name:<34} {value:8.3f} us")
+    results = summarise(variants, floor)
+    print(
+        f"\n{args.db}: {args.rounds} rounds in {elapsed:.0f}s. median us = median per-request "
+        "time; ratio = median of per-round ratios to the baseline (bare, or bare on the same "
+        f"view), IQR of those ratios; us/query = median per-round difference / "
+        f"{QUERIES_PER_REQUEST}; x floor = us/query / the seam floor ({floor:.3f} us)\n"
     )
     print_table(results)
     print()
@@ -878,6 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
                     "db": args.db,
                     "rounds": args.rounds,
                     "machine": machine,
+                    "seam_us_per_statement": seam,
                     "results": [vars(result) for result in results],
                     "targets": [{"target": text, "met": met} for text, met in checks],
                 },

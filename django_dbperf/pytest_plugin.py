@@ -8,8 +8,7 @@ settings before pytest-django configures them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -31,20 +30,17 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _fail(message: str) -> None:
+    pytest.fail(message, pytrace=False)
+
+
 class DbPerf:
     """The ``dbperf`` fixture: context managers that fail the test when their block misbehaves."""
 
-    @contextmanager
-    def _checked(
-        self, check: Callable[[capture_queries], str | None], using: Using
-    ) -> Iterator[capture_queries]:
-        from django_dbperf.inspection import capture_queries
+    def _checked(self, check: Callable[[capture_queries], str | None], using: Using) -> Any:
+        from django_dbperf.testing import checked_capture
 
-        with capture_queries(using) as captured:
-            yield captured
-        message = check(captured)
-        if message:
-            pytest.fail(message, pytrace=False)
+        return checked_capture(check, using, _fail)
 
     def capture(self, using: Using = None) -> capture_queries:
         """Capture without asserting: read ``len()``, ``.queries`` and ``.findings`` after."""
@@ -79,7 +75,7 @@ class DbPerf:
 
         message = growth_failure(count_per_size(func, sizes, setup, using))
         if message:
-            pytest.fail(message, pytrace=False)
+            _fail(message)
 
 
 @pytest.fixture

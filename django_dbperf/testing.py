@@ -99,6 +99,21 @@ def growth_failure(results: Sequence[tuple[int, capture_queries]]) -> str | None
     return f"The number of queries grows with the data ({sizes})\nAt {size}:\n{describe(largest)}"
 
 
+Check = Callable[[capture_queries], str | None]
+
+
+@contextmanager
+def checked_capture(
+    check: Check, using: Using, fail: Callable[[str], Any]
+) -> Iterator[capture_queries]:
+    """Capture the block, then ``fail(message)`` if ``check`` finds something wrong."""
+    with capture_queries(using) as captured:
+        yield captured
+    message = check(captured)
+    if message:
+        fail(message)
+
+
 class DbPerfTestMixin:
     """Assertions about queries for ``django.test.TestCase`` (and friends).
 
@@ -108,25 +123,15 @@ class DbPerfTestMixin:
     def _fail(self, message: str) -> None:
         raise getattr(self, "failureException", AssertionError)(message)
 
-    @contextmanager
-    def _checked(
-        self, check: Callable[[capture_queries], str | None], using: Using
-    ) -> Iterator[capture_queries]:
-        with capture_queries(using) as captured:
-            yield captured
-        message = check(captured)
-        if message:
-            self._fail(message)
-
     def _run_or_context(
         self,
-        check: Callable[[capture_queries], str | None],
+        check: Check,
         using: Using,
         func: Callable[..., Any] | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        context = self._checked(check, using)
+        context = checked_capture(check, using, self._fail)
         if func is None:
             return context
         with context:

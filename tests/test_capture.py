@@ -173,8 +173,6 @@ def test_other_threads_are_not_mixed_into_a_capture() -> None:
 def test_postgres_type_lookups_of_a_new_connection_are_not_counted(postgres: None) -> None:
     from django.contrib.postgres.signals import get_citext_oids, get_hstore_oids
 
-    get_hstore_oids.cache_clear()
-    get_citext_oids.cache_clear()
     seen: list[str] = []
 
     def spy(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
@@ -183,6 +181,9 @@ def test_postgres_type_lookups_of_a_new_connection_are_not_counted(postgres: Non
 
     Author.objects.count()  # the capture wrapper is on this connection from now on
     connection.close()
+    # The lookups are cached per process: forget them so the reconnect runs them again.
+    get_hstore_oids.cache_clear()
+    get_citext_oids.cache_clear()
     with connection.execute_wrapper(spy), capture_queries() as captured:
         Author.objects.count()  # reconnects: contrib.postgres looks up type OIDs first
     assert len(captured) == 1

@@ -9,6 +9,7 @@ being rendered (which template line).
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import sysconfig
@@ -105,10 +106,11 @@ def _lazy_load_codes() -> dict[CodeType, Any]:
     )
     from django.db.models.query_utils import DeferredAttribute
 
+    # unwrap(): tools such as nplusone wrap these methods; Django's own frame is the one below.
     return {
-        ForwardManyToOneDescriptor.__get__.__code__: _forward,
-        ReverseOneToOneDescriptor.__get__.__code__: _reverse_one_to_one,
-        DeferredAttribute.__get__.__code__: _deferred,
+        inspect.unwrap(ForwardManyToOneDescriptor.__get__).__code__: _forward,
+        inspect.unwrap(ReverseOneToOneDescriptor.__get__).__code__: _reverse_one_to_one,
+        inspect.unwrap(DeferredAttribute.__get__).__code__: _deferred,
     }
 
 
