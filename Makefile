@@ -7,7 +7,7 @@ VENV := .venv
 VENV52 := .venv-django52
 BIN := $(VENV)/bin
 EVENTS ?= 1000
-LINTED := django_dbperf tests example_project docs/conf.py docs/_ext manage.py
+LINTED := django_dbperf tests example_project benchmarks docs/conf.py docs/_ext manage.py
 
 # The first Python >= 3.12 found: $(PYTHON) if given, then the usual names, then pyenv's.
 define find_python

@@ -7,11 +7,17 @@ Run from the repository root::
     .venv/bin/python -m tests.servers -- .venv/bin/python benchmarks/capture_hotspots.py \\
         --db postgres
 
-Part 1 (no profiler, so the numbers are real) runs the benchmark app's 25-query mix from
-``middleware_overhead.py`` under several modes, interleaved, and reports the cost per query
-of each mode over "no wrapper at all". Modes that switch off one component of the capture
-(the callsite walk, the fingerprint) replace that function in this process only, so the
-difference is what that component costs with Django's real call stacks above it.
+Part 1 (no profiler, so the numbers are real) has three sections:
+
+1a. the benchmark app's 25-query mix from ``middleware_overhead.py``, run in request-sized
+    units (50 queries) under several modes, interleaved (forwards, then backwards): cost per
+    query of each mode over "no wrapper at all". A query of the mix takes ~190 us on the
+    reference machine, so these differences carry +-1-2 us of noise; 1b and 1c are precise.
+1b. each piece of the capture path timed on its own, at the moment a real ORM query runs
+    (from an ``execute_wrapper`` in the position of django_dbperf's, so the call stack above
+    is the real one): median nanoseconds per query.
+1c. the per-request fixed costs: entering and leaving ``capture_queries()``, the analysis of
+    the 50 captured queries of each view, the middleware's ``finish()``.
 
 Part 2 profiles requests through ``QueryCountMiddleware`` (SAMPLE_RATE=1) until 10,000 queries
 have run, and the same requests without it, and prints the functions that take the time:
@@ -63,32 +69,6 @@ def floor_wrapper() -> Iterator[None]:
 
 
 @contextmanager
-def replaced(module: Any, name: str, value: Any) -> Iterator[None]:
-    original = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, original)
-
-
-@contextmanager
-def recording_without(*names: str) -> Iterator[None]:
-    """``recording()`` with some of the recorder's helpers replaced by trivial ones."""
-    from django_dbperf.capture import recorder
-
-    stubs: dict[str, Any] = {
-        "inspect_stack": lambda skip=1: (None, None, None),
-        "fingerprint": lambda sql: sql,
-    }
-    with (
-        replaced(recorder, names[0], stubs[names[0]]) if names else nullcontext(),
-        recorder.recording(),
-    ):
-        yield
-
-
-@contextmanager
 def recording_only() -> Iterator[None]:
     from django_dbperf.capture import recording
 
@@ -111,28 +91,18 @@ Mode = Callable[[], AbstractContextManager[None]]
 def component_modes() -> list[tuple[str, Mode, str]]:
     return [
         ("no wrapper", no_dbperf_wrapper, "django_dbperf not installed"),
-        ("idle wrapper", nullcontext, "installed, nothing captured: one ContextVar.get()"),
-        ("floor", floor_wrapper, "an execute_wrapper that counts and times"),
-        ("recording()", recording_only, "capture engine: timing, callsite, fingerprint, record"),
-        (
-            "recording(), no callsite",
-            lambda: recording_without("inspect_stack"),
-            "inspect_stack() replaced by a stub",
-        ),
-        (
-            "recording(), no fingerprint",
-            lambda: recording_without("fingerprint"),
-            "fingerprint() replaced by a stub",
-        ),
+        ("idle wrapper", nullcontext, "installed, nothing captured"),
+        ("floor", floor_wrapper, "idle + an execute_wrapper that counts and times"),
+        ("recording()", recording_only, "the capture engine alone"),
         (
             "capture_queries() + findings",
             capture_with_findings,
-            "engine + finding sources + analysis, as one request of the middleware",
+            "engine + finding sources + analysis: the middleware minus headers/logging",
         ),
     ]
 
 
-def measure_components(rounds: int, calls: int) -> None:
+def measure_modes(rounds: int, calls: int) -> None:
     app = bench.define_app()
     modes = component_modes()
     samples: dict[str, list[float]] = {name: [] for name, _, _ in modes}
@@ -141,8 +111,9 @@ def measure_components(rounds: int, calls: int) -> None:
             with mode():
                 app.mixed(0)
                 app.mixed(1)
-    for _ in range(rounds):
-        for name, mode, _ in modes:
+    for number in range(rounds):
+        # Forwards, then backwards: a drift during the round does not favour one mode.
+        for name, mode, _ in modes if number % 2 == 0 else modes[::-1]:
             gc.collect()
             gc.disable()
             started = time.perf_counter_ns()
@@ -156,7 +127,7 @@ def measure_components(rounds: int, calls: int) -> None:
             samples[name].append(elapsed / (calls * 2 * MIX))
     base = samples["no wrapper"]
     print(
-        f"Part 1: cost per query over 'no wrapper' ({rounds} rounds x {calls * 2 * MIX} queries"
+        f"1a. cost per query over 'no wrapper' ({rounds} rounds x {calls * 2 * MIX} queries"
         f" per mode, medians of per-round differences; a query here takes "
         f"{statistics.median(base) / 1000:.1f} us)\n"
     )
@@ -169,16 +140,134 @@ def measure_components(rounds: int, calls: int) -> None:
             continue
         iqr = f"{bench.quantile(diffs, 0.25):+.2f}..{bench.quantile(diffs, 0.75):+.2f}"
         print(f"{name:<{width}}  {statistics.median(diffs):>+8.2f}  {iqr:>13}  {what}")
-    record = statistics.median(samples["recording()"])
-    for label, name in (
-        ("callsite walk (inspect_stack)", "recording(), no callsite"),
-        ("fingerprint()", "recording(), no fingerprint"),
-    ):
-        cost = statistics.median(
-            [(r - v) / 1000 for r, v in zip(samples["recording()"], samples[name], strict=True)]
+
+
+def _probes() -> list[tuple[str, Callable[[str, Any, bool, Any], object]]]:
+    """The pieces of the capture path, each callable as probe(sql, params, many, context)."""
+    from django_dbperf.capture import recorder
+    from django_dbperf.capture.callsite import Callsite
+
+    # The functions the wrapper calls, as it sees them.
+    inspect_stack, fingerprint = recorder.inspect_stack, recorder.fingerprint
+    # probe() -> timed lambda -> inspect_stack: skip=2 starts the walk where the wrapper's does.
+    probes: list[tuple[str, Callable[[str, Any, bool, Any], object]]] = [
+        ("inspect_stack() (callsite walk)", lambda s, p, m, c: inspect_stack(skip=2)),
+        ("inspect_stack() again (frames built)", lambda s, p, m, c: inspect_stack(skip=2)),
+        ("Callsite(...) alone", lambda s, p, m, c: Callsite("views.py", 1, "view")),
+        ("fingerprint(sql) (memoised)", lambda s, p, m, c: fingerprint(s)),
+    ]
+    active = getattr(recorder, "_active", None)
+    ignoring = getattr(recorder, "_ignoring", None)
+    if active is not None and ignoring is not None:
+        probes.append(("2 ContextVar.get()", lambda s, p, m, c: (active.get(), ignoring.get())))
+    ignored = getattr(recorder, "IGNORED_SQL", None)
+    if ignored is not None:
+        probes.append(("sql in IGNORED_SQL (hashes sql)", lambda s, p, m, c: s in ignored))
+    lazy = getattr(recorder, "current_lazy_load", None)
+    if lazy is not None:
+        probes.append(("current_lazy_load()", lambda s, p, m, c: lazy()))
+    probes.append(
+        ("2 time.perf_counter()", lambda s, p, m, c: (time.perf_counter(), time.perf_counter()))
+    )
+    probes.append(("context['connection'].alias", lambda s, p, m, c: c["connection"].alias))
+    record = recorder.QueryRecord
+    try:
+        record("SELECT 1", (), False, "default", 0.0, "SELECT ?", None, None, None)
+    except TypeError:
+        pass  # the signature changed: skip this probe
+    else:
+        probes.append(
+            (
+                "QueryRecord(...)",
+                lambda s, p, m, c: record(s, p, m, "default", 0.0, s, None, None, None),
+            )
         )
-        share = cost / ((record - statistics.median(base)) / 1000) * 100
-        print(f"  => {label}: {cost:+.2f} us/query ({share:.0f}% of recording()'s cost)")
+    return probes
+
+
+def measure_pieces(repeats: int) -> None:
+    """Median ns per query of each piece, timed inside a wrapper in dbperf's wrapper's place."""
+    from django.db import connection
+
+    app = bench.define_app()
+    probes = _probes()
+    timings: dict[str, list[int]] = {name: [] for name, _ in probes}
+    clock = time.perf_counter_ns
+
+    def probe(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        for name, piece in probes:
+            started = clock()
+            piece(sql, params, many, context)
+            timings[name].append(clock() - started)
+        return execute(sql, params, many, context)
+
+    empty: list[int] = []
+    for _ in range(2000):
+        started = clock()
+        empty.append(clock() - started)
+    timer = statistics.median(empty)
+    with no_dbperf_wrapper(), connection.execute_wrapper(probe):
+        gc.disable()
+        try:
+            for number in range(repeats):
+                app.mixed(number % 2)
+                app.nplusone(None)
+        finally:
+            gc.enable()
+    count = len(next(iter(timings.values())))
+    print(
+        f"\n1b. each piece of the capture path, timed inside an execute_wrapper during {count} "
+        f"real ORM queries (median ns per query, timer overhead of {timer:.0f} ns removed)\n"
+    )
+    for name, values in timings.items():
+        print(f"  {name:<40} {statistics.median(values) - timer:>7.0f} ns")
+
+
+def _per_call_us(function: Callable[[], object], number: int = 300) -> float:
+    function()
+    started = time.perf_counter_ns()
+    for _ in range(number):
+        function()
+    return (time.perf_counter_ns() - started) / number / 1000
+
+
+def measure_request_costs() -> None:
+    """The fixed costs of one captured request, beside its queries."""
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from django_dbperf import capture_queries
+    from django_dbperf.analysis import analyse
+    from django_dbperf.conf import get_config
+    from django_dbperf.middleware import QueryCountMiddleware
+
+    app = bench.define_app()
+    print("\n1c. per-request costs (us per request; 50 queries captured)\n")
+
+    def empty_capture() -> None:
+        with capture_queries():
+            pass
+
+    print(f"  {'capture_queries() enter + exit, empty':<48} {_per_call_us(empty_capture):7.1f}")
+    middleware = QueryCountMiddleware(lambda request: HttpResponse("ok"))
+    config = get_config()
+    for view in (app.dashboard, app.nplusone):
+        with capture_queries() as captured:
+            view(None)
+        records = captured.queries
+        threshold = captured.threshold
+        print(
+            f"  {f'analyse(), /{view.__name__}/':<48} "
+            f"{_per_call_us(lambda r=records, t=threshold: analyse(r, t)):7.1f}"
+        )
+        request = RequestFactory().get(f"/{view.__name__}/")
+
+        def finished(c: Any = captured, r: Any = request) -> None:
+            c.__dict__.pop("findings", None)  # as a fresh request: findings computed again
+            middleware.finish(r, HttpResponse("ok"), c, config, budget_declared=False)
+
+        label = f"middleware finish() (incl. analysis), /{view.__name__}/"
+        print(f"  {label:<48} {_per_call_us(finished):7.1f}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,15 +341,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=10_000, help="queries to profile")
     parser.add_argument("--top", type=int, default=25, help="rows per profile table")
     parser.add_argument("--view", choices=("dashboard", "nplusone"), default="dashboard")
-    parser.add_argument("--rounds", type=int, default=15, help="part 1 rounds")
-    parser.add_argument("--calls", type=int, default=10, help="part 1: 50-query units per round")
+    parser.add_argument("--rounds", type=int, default=20, help="part 1a rounds")
+    parser.add_argument("--calls", type=int, default=10, help="part 1a: 50-query units per round")
+    parser.add_argument("--repeats", type=int, default=100, help="part 1b: runs of the views")
     parser.add_argument("--skip-components", action="store_true", help="profile only")
     args = parser.parse_args(argv)
 
     app = bench.setup(args.db)
     try:
         if not args.skip_components:
-            measure_components(args.rounds, args.calls)
+            print("Part 1: what the capture costs, without a profiler\n")
+            measure_modes(args.rounds, args.calls)
+            measure_pieces(args.repeats)
+            measure_request_costs()
         profile(args.queries, args.top, args.view)
     finally:
         bench.drop_data(app)

@@ -969,7 +969,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--warmup", type=int, default=30, help="warm-up requests per variant")
     parser.add_argument(
-        "--variants", help="comma-separated variant names (their baselines are added)"
+        "--variant",
+        action="append",
+        metavar="NAME",
+        help="run only this variant (repeatable; its baseline is added)",
     )
     parser.add_argument("--seam-rounds", type=int, default=15, help="seam microbenchmark rounds")
     parser.add_argument(
@@ -983,7 +986,7 @@ def main(argv: list[str] | None = None) -> int:
 
     app = setup(args.db)
     try:
-        names = {name.strip() for name in args.variants.split(",")} if args.variants else None
+        names = set(args.variant) if args.variant else None
         variants, notes = make_variants(names)
         machine = describe_machine(args.db)
         for key, value in machine.items():
