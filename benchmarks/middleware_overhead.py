@@ -418,7 +418,7 @@ def set_debug(value: bool) -> Callable[[], None]:
 def remove_dbperf_wrapper() -> None:
     from django.db import connections
 
-    from django_dbperf.capture.recorder import WRAPPER
+    from django_dbperf.capture.recorder import capture_wrapper as WRAPPER
 
     for connection in connections.all(initialized_only=True):
         while WRAPPER in connection.execute_wrappers:

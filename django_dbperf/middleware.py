@@ -16,8 +16,9 @@ from django.http import HttpRequest, HttpResponseBase
 
 from django_dbperf.budgets import budget_problems, budget_scope
 from django_dbperf.conf import get_config
+from django_dbperf.exceptions import NPlusOneError, QueryBudgetExceeded
 from django_dbperf.inspection import capture_queries
-from django_dbperf.reporting import report_findings, report_over_budget
+from django_dbperf.reporting import logger, report_findings, report_over_budget
 from django_dbperf.stats import submit_slow_queries
 
 QUERY_COUNT_HEADER = "X-DB-Query-Count"
@@ -59,7 +60,7 @@ class QueryCountMiddleware:
             return self.get_response(request)
         with budget_scope() as scope, capture_queries() as captured:
             response = self.get_response(request)
-        self.finish(request, response, captured, config, budget_declared=scope.declared)
+        self.safely_finish(request, response, captured, config, budget_declared=scope.declared)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -69,8 +70,17 @@ class QueryCountMiddleware:
             return await get_response(request)
         with budget_scope() as scope, capture_queries() as captured:
             response = await get_response(request)
-        self.finish(request, response, captured, config, budget_declared=scope.declared)
+        self.safely_finish(request, response, captured, config, budget_declared=scope.declared)
         return response
+
+    def safely_finish(self, *args: Any, **kwargs: Any) -> None:
+        """``finish()``, where only the exceptions raise mode asks for can fail the request."""
+        try:
+            self.finish(*args, **kwargs)
+        except (NPlusOneError, QueryBudgetExceeded):
+            raise
+        except Exception:
+            logger.exception("django_dbperf could not report on a request; it was served as is")
 
     def finish(
         self,
@@ -85,8 +95,8 @@ class QueryCountMiddleware:
         if config["HEADERS"]:
             _add_headers(response, captured)
         where = _where(request)
-        slow_ms = config["SLOW_QUERY_MS"]
-        slow = [query for query in captured.queries if query.duration_ms >= slow_ms]
+        slow_seconds = config["SLOW_QUERY_MS"] / 1000
+        slow = [query for query in captured.queries if query.duration >= slow_seconds]
         if slow:
             view = getattr(getattr(request, "resolver_match", None), "view_name", None)
             submit_slow_queries(slow, path=request.path, view=view or None)

@@ -188,3 +188,19 @@ def test_postgres_type_lookups_of_a_new_connection_are_not_counted(postgres: Non
         Author.objects.count()  # reconnects: contrib.postgres looks up type OIDs first
     assert len(captured) == 1
     assert any("typarray" in sql for sql in seen) and len(seen) > 1
+
+
+def test_a_failing_capture_never_fails_the_query(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from django_dbperf.capture import recorder
+
+    def broken(skip: int = 1) -> None:
+        raise RuntimeError("capture bug")
+
+    Author.objects.create(name="A")
+    monkeypatch.setattr(recorder, "inspect_stack", broken)
+    with capture_queries() as captured:
+        assert Author.objects.count() == 1
+    assert len(captured) == 0
+    assert "could not record a query; it ran normally" in caplog.text

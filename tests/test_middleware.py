@@ -220,3 +220,17 @@ def test_debug_toolbar_still_sees_every_query(library: None) -> None:
     assert toolbar is not None
     stats = toolbar.get_panel_by_id("SQLPanel").get_stats()
     assert len(stats["queries"]) == 11
+
+
+def test_a_failing_report_never_fails_the_request(
+    client: Client, library: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from django_dbperf import middleware
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("analysis bug")
+
+    monkeypatch.setattr(middleware, "report_findings", broken)
+    response = client.get("/testapp/n-plus-one/")
+    assert response.status_code == 200
+    assert "could not report on a request" in caplog.text

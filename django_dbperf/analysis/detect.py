@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ EAGER_KINDS = SINGLE_VALUED | {REVERSE_FK, MANY_TO_MANY}
 GroupKey = tuple[str, tuple[str, int] | None, TemplateSite | None]
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_control(shape: str) -> bool:
     return shape.startswith(_CONTROL_VERBS)
 
@@ -96,6 +98,8 @@ def _eager_path(found: Found, index: int, order: dict[int, int]) -> EagerPath | 
 def find_n_plus_one(records: Sequence[QueryRecord], threshold: int) -> list[Finding]:
     """Statements of one shape run ``threshold`` or more times from one line."""
     repeated = [group for group in _group(records).values() if len(group) >= threshold]
+    if not repeated:
+        return []
     found: Found = [(group, _relation(group)) for group in repeated]
     order = {id(record): position for position, record in enumerate(records)}
     findings = []
@@ -125,11 +129,16 @@ def find_duplicates(
 ) -> list[Finding]:
     """The same SQL with the same parameters run more than once (outside reported N+1s)."""
     excluded = {finding.fingerprint for finding in exclude}
-    groups: dict[tuple[str, str], list[QueryRecord]] = {}
+    same_sql: dict[str, list[QueryRecord]] = {}
     for record in records:
-        if record.fingerprint in excluded or _is_control(record.fingerprint):
-            continue
-        groups.setdefault((record.sql, repr(record.params)), []).append(record)
+        if record.fingerprint not in excluded and not _is_control(record.fingerprint):
+            same_sql.setdefault(record.sql, []).append(record)
+    # Parameters are compared (by repr) only where the SQL text repeats.
+    groups: dict[tuple[str, str], list[QueryRecord]] = {}
+    for sql, candidates in same_sql.items():
+        if len(candidates) > 1:
+            for record in candidates:
+                groups.setdefault((sql, repr(record.params)), []).append(record)
     return [
         Finding(
             kind=DUPLICATE,

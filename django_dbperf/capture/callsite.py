@@ -120,15 +120,33 @@ def _template_code() -> CodeType:
     return Node.render_annotated.__code__
 
 
-_LAZY_LOAD_CODES: dict[CodeType, Any] = {}
+# Keyed by id(): hashing a code object hashes its bytecode, microseconds per Django frame.
+# The code objects are kept referenced, so their ids stay theirs.
+_LAZY_LOAD_CODES: dict[int, tuple[CodeType, Any]] = {}
 _TEMPLATE_CODE: list[CodeType] = []
 
 
 def _ensure_codes() -> None:
     # Imported on first use: django.db.models must not be imported before apps are ready.
     if not _TEMPLATE_CODE:
-        _LAZY_LOAD_CODES.update(_lazy_load_codes())
+        codes = _lazy_load_codes()
+        _LAZY_LOAD_CODES.update({id(code): (code, extract) for code, extract in codes.items()})
         _TEMPLATE_CODE.append(_template_code())
+
+
+_CALLSITE_CACHE_SIZE = 4096
+_callsites: dict[tuple[str, int, str], Callsite] = {}
+
+
+def _callsite(path: str, line: int, function: str) -> Callsite:
+    """One shared ``Callsite`` per line: a loop makes the same one thousands of times."""
+    key = (path, line, function)
+    callsite = _callsites.get(key)
+    if callsite is None:
+        if len(_callsites) >= _CALLSITE_CACHE_SIZE:
+            _callsites.clear()
+        callsite = _callsites[key] = Callsite(path, line, function)
+    return callsite
 
 
 def _template_site(frame: FrameType) -> TemplateSite | None:
@@ -144,20 +162,26 @@ def inspect_stack(
     skip: int = 1,
 ) -> tuple[Callsite | None, LazyLoad | None, TemplateSite | None]:
     """The caller's callsite, and the lazy load and template line on the way there, if any."""
-    _ensure_codes()
+    if not _TEMPLATE_CODE:
+        _ensure_codes()
     frame: FrameType | None = sys._getframe(skip + 1)
     lazy_load: LazyLoad | None = None
     template: TemplateSite | None = None
     template_code = _TEMPLATE_CODE[0]
+    lazy_load_codes = _LAZY_LOAD_CODES
+    classified = _is_library_cache
     while frame is not None:
         code = frame.f_code
-        if not is_library_file(code.co_filename):
-            callsite = Callsite(code.co_filename, frame.f_lineno, code.co_name)
-            return callsite, lazy_load, template
+        filename = code.co_filename
+        library = classified.get(filename)
+        if library is None:
+            library = is_library_file(filename)
+        if not library:
+            return _callsite(filename, frame.f_lineno, code.co_name), lazy_load, template
         if lazy_load is None:
-            extract = _LAZY_LOAD_CODES.get(code)
-            if extract is not None:
-                lazy_load = extract(frame)
+            known = lazy_load_codes.get(id(code))
+            if known is not None and known[0] is code:
+                lazy_load = known[1](frame)
         if template is None and code is template_code:
             template = _template_site(frame)
         frame = frame.f_back

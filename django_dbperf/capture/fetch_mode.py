@@ -20,12 +20,13 @@ import django
 
 from django_dbperf.capture.callsite import LazyLoad
 
-_current: ContextVar[LazyLoad | None] = ContextVar("dbperf_fetching", default=None)
+# The lazy load a RecordingFetchMode is running in this context (read by the capture wrapper).
+fetching: ContextVar[LazyLoad | None] = ContextVar("dbperf_fetching", default=None)
 
 
 def current_lazy_load() -> LazyLoad | None:
     """The lazy load a ``RecordingFetchMode`` is running in this context, if any."""
-    return _current.get()
+    return fetching.get()
 
 
 def describe_fetch(fetcher: Any, instance: Any) -> LazyLoad:
@@ -45,11 +46,11 @@ def describe_fetch(fetcher: Any, instance: Any) -> LazyLoad:
 
 @contextmanager
 def _announcing(lazy_load: LazyLoad) -> Iterator[None]:
-    token = _current.set(lazy_load)
+    token = fetching.set(lazy_load)
     try:
         yield
     finally:
-        _current.reset(token)
+        fetching.reset(token)
 
 
 if django.VERSION >= (6, 1):

@@ -9,6 +9,7 @@ An uncaptured query pays one ``ContextVar.get()``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,8 +21,10 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_dbperf.capture.callsite import Callsite, LazyLoad, TemplateSite, inspect_stack
-from django_dbperf.capture.fetch_mode import current_lazy_load
+from django_dbperf.capture.fetch_mode import fetching
 from django_dbperf.capture.fingerprint import fingerprint
+
+logger = logging.getLogger("django_dbperf")
 
 # Queries nobody wrote: contrib.postgres looks up type OIDs on every new connection.
 IGNORED_SQL = frozenset({"SELECT oid, typarray FROM pg_type WHERE typname = %s"})
@@ -62,54 +65,61 @@ class Recorder:
 
 
 _active: ContextVar[tuple[Recorder, ...]] = ContextVar("dbperf_recorders", default=())
-_ignoring: ContextVar[bool] = ContextVar("dbperf_ignoring", default=False)
 
 
-def _record(recorders: tuple[Recorder, ...], record: QueryRecord) -> None:
-    for recorder in recorders:
-        if recorder.wants(record.alias):
-            recorder.records.append(record)
+def capture_wrapper(
+    execute: Callable[..., Any],
+    sql: str,
+    params: Any,
+    many: bool,
+    context: dict[str, Any],
+) -> Any:
+    """The ``execute_wrapper`` installed on every connection; idle unless a capture is active.
 
-
-class CaptureWrapper:
-    """The ``execute_wrapper`` installed on every connection."""
-
-    def __call__(
-        self,
-        execute: Callable[..., Any],
-        sql: str,
-        params: Any,
-        many: bool,
-        context: dict[str, Any],
-    ) -> Any:
-        recorders = _active.get()
-        if not recorders or _ignoring.get() or sql in IGNORED_SQL:
-            return execute(sql, params, many, context)
-        started = time.perf_counter()
+    A plain function rather than a callable object: it is called for every query of the
+    project, captured or not, and a function call is the cheaper of the two.
+    """
+    recorders = _active.get()
+    if not recorders:
+        return execute(sql, params, many, context)
+    started = time.perf_counter()
+    try:
+        return execute(sql, params, many, context)
+    finally:
+        duration = time.perf_counter() - started
         try:
-            return execute(sql, params, many, context)
-        finally:
-            duration = time.perf_counter() - started
-            # skip=1: this frame; the walk starts at Django's cursor code.
-            callsite, lazy_load, template = inspect_stack(skip=1)
-            lazy_load = current_lazy_load() or lazy_load
-            alias = context["connection"].alias
-            record = QueryRecord(
-                sql, params, many, alias, duration, fingerprint(sql), callsite, lazy_load, template
-            )
-            _record(recorders, record)
+            _record(recorders, sql, params, many, context["connection"].alias, duration)
+        except Exception:
+            # A bug in the capture must never fail the query it observes.
+            logger.exception("django_dbperf could not record a query; it ran normally")
 
 
-WRAPPER = CaptureWrapper()
+def _record(
+    recorders: tuple[Recorder, ...], sql: str, params: Any, many: bool, alias: str, duration: float
+) -> None:
+    shape = fingerprint(sql)  # hashes sql once; the IGNORED_SQL test below reuses it
+    if sql in IGNORED_SQL:
+        return
+    # skip=2: this frame and the wrapper's; the walk starts at Django's cursor code.
+    callsite, lazy_load, template = inspect_stack(skip=2)
+    record = QueryRecord(
+        sql, params, many, alias, duration, shape, callsite, fetching.get() or lazy_load, template
+    )
+    if len(recorders) == 1 and recorders[0].using is None:
+        recorders[0].records.append(record)
+        return
+    for recorder in recorders:
+        if recorder.wants(alias):
+            recorder.records.append(record)
 
 
 def install(connection: BaseDatabaseWrapper, **kwargs: object) -> None:
     """Add the capture wrapper to ``connection`` once (a ``connection_created`` receiver)."""
     wrappers = connection.execute_wrappers
-    if WRAPPER not in wrappers:
+    if capture_wrapper not in wrappers:
         # First, so it is the outermost wrapper, and so the pop() of a connection.execute_wrapper()
         # block that is open right now removes that block's own wrapper, never this one.
-        wrappers.insert(0, WRAPPER)
+        wrappers.insert(0, capture_wrapper)
 
 
 def install_on_open_connections() -> None:
@@ -133,11 +143,11 @@ def recording(using: frozenset[str] | None = None) -> Iterator[Recorder]:
 @contextmanager
 def ignoring_queries() -> Iterator[None]:
     """Queries inside the block are django_dbperf's own bookkeeping: no capture sees them."""
-    token = _ignoring.set(True)
+    token = _active.set(())
     try:
         yield
     finally:
-        _ignoring.reset(token)
+        _active.reset(token)
 
 
 def is_capturing() -> bool:
