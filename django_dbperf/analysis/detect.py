@@ -42,13 +42,10 @@ def _relation(group: list[QueryRecord]) -> Relation | None:
     return relations.from_sql(group[0].fingerprint)
 
 
-def _loaded_at(
-    records: Sequence[QueryRecord], relation: Relation, first: QueryRecord
-) -> str | None:
+def _loaded_at(records: Sequence[QueryRecord], relation: Relation, position: int) -> str | None:
     """Where the rows that were then loaded one by one came from: the last query of their table."""
     table = f'FROM "{relation.model._meta.db_table}"'
-    before = records[: records.index(first)]
-    for record in reversed(before):
+    for record in reversed(records[:position]):
         if table in record.fingerprint and record.callsite is not None:
             return str(record.callsite)
     return None
@@ -90,7 +87,9 @@ def _eager_path(found: Found, index: int, order: dict[int, int]) -> EagerPath | 
             return EagerPath(root, path, single)
         used.add(parent)
         current = parent
-        root = found[parent][1]  # type: ignore[assignment]
+        parent_relation = found[parent][1]
+        assert parent_relation is not None  # the search above only matches known relations
+        root = parent_relation
         path = f"{root.name}__{path}"
         single = single and root.kind in SINGLE_VALUED
 
@@ -107,7 +106,7 @@ def find_n_plus_one(records: Sequence[QueryRecord], threshold: int) -> list[Find
         first = group[0]
         eager = _eager_path(found, index, order)
         root = eager.root if eager else relation
-        loaded_at = _loaded_at(records, root, first) if root else None
+        loaded_at = _loaded_at(records, root, order[id(first)]) if root else None
         findings.append(
             Finding(
                 kind=N_PLUS_ONE,

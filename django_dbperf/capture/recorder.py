@@ -30,7 +30,7 @@ logger = logging.getLogger("django_dbperf")
 IGNORED_SQL = frozenset({"SELECT oid, typarray FROM pg_type WHERE typname = %s"})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class QueryRecord:
     """One executed statement, as the capture saw it."""
 
