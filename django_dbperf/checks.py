@@ -13,6 +13,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db.models import Model
 
 from django_dbperf.conf import OPTIONS, SETTING_NAME, Option, user_settings
 
@@ -36,10 +37,16 @@ CHECKS: dict[str, str] = {
     "dbperf.E006": '``CACHE["ALIAS"]`` names a cache that is not in ``CACHES``.',
     "dbperf.E007": '``CACHE["TTL"]`` has a key that is neither ``"*"`` nor an installed '
     'model label (``"app_label.Model"``).',
+    "dbperf.E008": "``DEFAULT_FETCH_MODE`` (or an ``EagerManager``'s ``fetch_mode``) is not "
+    "a fetch mode: not a ``FETCH_*`` name, not importable, or not a ``FetchMode``.",
+    "dbperf.E009": "An ``EagerManager`` profile names a path that is not a relation of its "
+    "model, or its ``default`` names a profile that is not declared.",
     "dbperf.W001": "``QueryCountMiddleware`` comes after middleware that runs queries "
     "outside the view, so those queries are not counted.",
     "dbperf.W002": "nplusone is enabled on Django 6.1 or later without django_dbperf's "
     "compatibility fix, so every ``select_related()`` query nplusone watches would crash.",
+    "dbperf.W003": "A fetch mode is configured (``DEFAULT_FETCH_MODE`` or an ``EagerManager``'s "
+    "``fetch_mode``) on a Django older than 6.1, where it is ignored.",
 }
 
 
@@ -215,3 +222,88 @@ def check_nplusone_compat(app_configs: object = None, **kwargs: object) -> list[
             id="dbperf.W002",
         )
     ]
+
+
+def _fetch_mode_error(where: str, value: object) -> Error | None:
+    from django_dbperf.managers import FETCH_MODE_NAMES, resolve_fetch_mode
+
+    try:
+        mode = resolve_fetch_mode(value)
+    except ImportError as error:
+        problem = f"cannot be imported ({error})"
+    else:
+        from django.db.models.fetch_modes import FetchMode
+
+        if isinstance(mode, FetchMode):
+            return None
+        problem = f"is {type(mode).__name__}, not a FetchMode"
+    return Error(
+        f"{where} is {value!r}, which {problem}.",
+        hint=f"Use one of {', '.join(FETCH_MODE_NAMES)}, or the dotted path of a FetchMode "
+        "instance.",
+        id="dbperf.E008",
+    )
+
+
+def _eager_managers() -> Iterable[tuple[type[Model], Any]]:
+    from django_dbperf.managers import EagerManagerMixin
+
+    for model in apps.get_models():
+        for manager in model._meta.managers:
+            if isinstance(manager, EagerManagerMixin):
+                yield model, manager
+
+
+def _profile_errors(model: type[Model], manager: Any) -> list[CheckMessage]:
+    from django.core.exceptions import FieldError
+
+    from django_dbperf.managers import plan
+
+    queryset_class = manager._queryset_class
+    profiles = manager.profiles if manager.profiles is not None else queryset_class.eager_profiles
+    where = f"{model._meta.label}.{manager.name}"
+    errors: list[CheckMessage] = []
+    for name, paths in profiles.items():
+        try:
+            plan(model, paths)
+        except (FieldError, TypeError) as error:
+            errors.append(Error(f"{where} profile {name!r}: {error}", id="dbperf.E009", obj=model))
+    default = manager.default_profile or queryset_class.default_profile
+    if default is not None and default not in profiles:
+        known = ", ".join(sorted(profiles)) or "none"
+        errors.append(
+            Error(
+                f"{where} has default={default!r}, but its profiles are: {known}.",
+                id="dbperf.E009",
+                obj=model,
+            )
+        )
+    return errors
+
+
+@register(Tags.models)
+def check_eager_managers(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
+    """Profiles are validated at start-up, not at request time; fetch modes need Django 6.1."""
+    from django_dbperf.managers import HAS_FETCH_MODES
+
+    messages: list[CheckMessage] = []
+    configured = user_settings()
+    default_mode = configured.get("DEFAULT_FETCH_MODE") if isinstance(configured, dict) else None
+    modes = [(f"{SETTING_NAME}['DEFAULT_FETCH_MODE']", default_mode)]
+    for model, manager in _eager_managers():
+        messages.extend(_profile_errors(model, manager))
+        modes.append((f"{model._meta.label}.{manager.name} fetch_mode", manager.fetch_mode))
+    for where, mode in modes:
+        if mode is None or (where.startswith(SETTING_NAME) and not isinstance(mode, str)):
+            continue  # a non-string setting is reported as a type error (dbperf.E003)
+        if not HAS_FETCH_MODES:
+            messages.append(
+                Warning(
+                    f"{where} is set, but fetch modes need Django 6.1; it is ignored.",
+                    hint="Upgrade to Django 6.1, or silence dbperf.W003 until then.",
+                    id="dbperf.W003",
+                )
+            )
+        elif error := _fetch_mode_error(where, mode):
+            messages.append(error)
+    return messages

@@ -110,6 +110,15 @@ OPTIONS: dict[str, Option] = {
         help="Most queries a request may run before it is reported as over budget; ``None`` "
         "means no global budget (views can still declare their own).",
     ),
+    "DEFAULT_FETCH_MODE": Option(
+        default=None,
+        types=(str,),
+        nullable=True,
+        help="The fetch mode (Django 6.1) of querysets from ``EagerManager`` managers that do not "
+        'set their own: ``"FETCH_ONE"``, ``"FETCH_PEERS"`` (batch lazy loads across a '
+        'queryset\'s rows, for production), ``"FETCH_RAISE"`` (for tests), or the dotted path '
+        "of a ``FetchMode`` instance. Ignored, with check ``dbperf.W003``, on Django 5.2.",
+    ),
     "CACHE": Option(
         default=None,
         types=(dict,),

@@ -89,3 +89,7 @@ DEBUG_TOOLBAR_CONFIG = {
 
 def show_toolbar(request: object) -> bool:
     return True
+
+
+# The toolbar middleware is added only by the tests that need it.
+SILENCED_SYSTEM_CHECKS = ["debug_toolbar.W001"]

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import django
 import pytest
 from django.core.checks import CheckMessage
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from django_dbperf.checks import CHECKS, MIDDLEWARE_PATH, check_middleware_order, check_settings
+from django_dbperf.checks import (
+    CHECKS,
+    MIDDLEWARE_PATH,
+    check_eager_managers,
+    check_middleware_order,
+    check_settings,
+)
+from django_dbperf.managers import EagerManager
+from tests.testapp.models import Book
 
 
 def ids(messages: list[CheckMessage]) -> list[str]:
@@ -210,3 +219,78 @@ def test_w002_nplusone_middleware_without_the_compat_fix() -> None:
     assert warning.id == "dbperf.W002"
     assert "every select_related() query" in warning.msg
     assert "'nplusone.ext.django' to INSTALLED_APPS" in (warning.hint or "")
+
+
+# --- eager managers and fetch modes (dbperf.E008, dbperf.E009, dbperf.W003) -----------------
+
+needs_fetch_modes = pytest.mark.skipif(django.VERSION < (6, 1), reason="Django 6.1 fetch modes")
+
+
+@needs_fetch_modes
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("FETCH_SOMETIMES", "'FETCH_SOMETIMES', which cannot be imported"),
+        ("django_dbperf.conf.OPTIONS", "'django_dbperf.conf.OPTIONS', which is dict, not a"),
+    ],
+)
+def test_e008_default_fetch_mode_must_be_a_fetch_mode(value: str, expected: str) -> None:
+    with override_settings(DBPERF={"DEFAULT_FETCH_MODE": value}):
+        error = only(check_eager_managers())
+    assert error.id == "dbperf.E008"
+    assert f"DBPERF['DEFAULT_FETCH_MODE'] is {expected}" in error.msg
+    assert "FETCH_ONE, FETCH_PEERS, FETCH_RAISE" in (error.hint or "")
+
+
+@needs_fetch_modes
+@pytest.mark.parametrize(
+    "value", ["FETCH_PEERS", "FETCH_RAISE", "django_dbperf.capture.fetch_mode.FETCH_RECORD"]
+)
+def test_e008_not_raised_for_real_fetch_modes(value: str) -> None:
+    with override_settings(DBPERF={"DEFAULT_FETCH_MODE": value}):
+        assert check_eager_managers() == []
+
+
+def with_manager(monkeypatch: pytest.MonkeyPatch, manager: EagerManager) -> None:
+    manager.name = "bad"
+    manager.model = Book
+    monkeypatch.setattr(Book._meta, "managers", [*Book._meta.managers, manager])
+
+
+def profile_errors() -> list[CheckMessage]:
+    # On Django 5.2 the test app's Book.peers (a fetch mode) also adds dbperf.W003.
+    return [message for message in check_eager_managers() if message.id == "dbperf.E009"]
+
+
+def test_e009_profile_path_is_not_a_relation(monkeypatch: pytest.MonkeyPatch) -> None:
+    with_manager(monkeypatch, EagerManager(profiles={"list": ["author", "sever__tags"]}))
+    error = only(profile_errors())
+    assert error.id == "dbperf.E009"
+    assert "testapp.Book.bad profile 'list': Cannot include 'sever__tags'" in error.msg
+    assert "Relations of Book: author, notes, publisher, reviews, tags" in error.msg
+
+
+def test_e009_default_names_an_undeclared_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    with_manager(monkeypatch, EagerManager(profiles={"list": ["author"]}, default="detail"))
+    error = only(profile_errors())
+    assert error.id == "dbperf.E009"
+    assert "testapp.Book.bad has default='detail', but its profiles are: list" in error.msg
+
+
+def test_e009_not_raised_for_the_test_apps_managers() -> None:
+    assert profile_errors() == []
+
+
+@pytest.mark.skipif(django.VERSION >= (6, 1), reason="Django 5.2 behaviour")
+def test_w003_fetch_modes_are_ignored_before_django_6_1() -> None:
+    with override_settings(DBPERF={"DEFAULT_FETCH_MODE": "FETCH_PEERS"}):
+        messages = check_eager_managers()
+    # The setting and Book.peers (fetch_mode="FETCH_PEERS") are both reported.
+    assert [m.id for m in messages] == ["dbperf.W003", "dbperf.W003"]
+    assert "fetch modes need Django 6.1; it is ignored" in messages[0].msg
+
+
+@needs_fetch_modes
+def test_w003_not_raised_on_django_6_1() -> None:
+    with override_settings(DBPERF={"DEFAULT_FETCH_MODE": "FETCH_PEERS"}):
+        assert check_eager_managers() == []

@@ -1,0 +1,274 @@
+"""Declared eager loading: ``EagerQuerySet.including()``, manager profiles, counts, fetch modes.
+
+``including("server__tags")`` decides per hop: single-valued hops (forward foreign keys,
+one-to-ones) become ``select_related``, and a path with a multi-valued hop (reverse foreign
+keys, many-to-many, generic relations) becomes ``prefetch_related``, with its leading
+single-valued hops still joined (``"server__tags"``: select ``server``, prefetch its tags).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import django
+from django.core.exceptions import FieldDoesNotExist, FieldError
+from django.db import models
+from django.db.models import Count, ForeignObjectRel, Model, Prefetch, QuerySet
+from django.utils.module_loading import import_string
+
+from django_dbperf.conf import get_config
+
+HAS_FETCH_MODES = django.VERSION >= (6, 1)
+FETCH_MODE_NAMES = ("FETCH_ONE", "FETCH_PEERS", "FETCH_RAISE")
+# Django's own default for iterator() with prefetch_related (it requires a chunk size).
+DEFAULT_CHUNK_SIZE = 2000
+
+if TYPE_CHECKING:
+    Path = str | Prefetch[Any]
+    _QuerySetBase = QuerySet[Any]
+else:
+    Path = str | Prefetch  # Prefetch is generic for type checkers only
+    _QuerySetBase = object
+
+
+def relations_of(model: type[Model]) -> dict[str, Any]:
+    """The model's relations by the name ``prefetch_related`` uses (reverse ones by accessor)."""
+    found: dict[str, Any] = {}
+    for field in model._meta.get_fields(include_hidden=False):
+        if not field.is_relation:
+            continue
+        if field.auto_created and not field.concrete:
+            accessor = field.get_accessor_name()  # type: ignore[union-attr]
+            if accessor:
+                found[accessor] = field
+        else:
+            found[field.name] = field
+    return found
+
+
+def is_single_valued(field: Any) -> bool:
+    """Whether ``select_related`` can follow the relation: forward FK/one-to-one, reverse O2O."""
+    if field.one_to_one:
+        return True
+    return bool(field.many_to_one and field.concrete)
+
+
+def _relation(model: type[Model], name: str, path: str) -> Any:
+    relations = relations_of(model)
+    field = relations.get(name)
+    if field is not None:
+        return field
+    try:
+        model._meta.get_field(name)
+        problem = f"'{name}' is a field of {model.__name__}, not a relation"
+    except FieldDoesNotExist:
+        problem = f"{model.__name__} has no relation '{name}'"
+    choices = ", ".join(sorted(relations)) or "none"
+    raise FieldError(
+        f"Cannot include {path!r}: {problem}. Relations of {model.__name__}: {choices}."
+    )
+
+
+@dataclass(frozen=True)
+class EagerPlan:
+    select: tuple[str, ...]
+    prefetch: tuple[Path, ...]
+
+
+def plan(model: type[Model], paths: Iterable[Path]) -> EagerPlan:
+    """Split ``paths`` into ``select_related`` and ``prefetch_related`` lookups; validate them."""
+    select: list[str] = []
+    prefetch: list[Path] = []
+    for path in paths:
+        if isinstance(path, Prefetch):
+            # Django validates the rest of a Prefetch; its first hop is checked here, early.
+            _relation(model, path.prefetch_through.split("__")[0], path.prefetch_through)
+            prefetch.append(path)
+            continue
+        if not isinstance(path, str) or not path:
+            raise TypeError(f"including() takes relation names or Prefetch objects, not {path!r}.")
+        current, joined, all_single = model, [], True
+        for name in path.split("__"):
+            field = _relation(current, name, path)
+            if all_single and is_single_valued(field):
+                joined.append(name)
+            else:
+                all_single = False
+            related = field.related_model
+            if related is None:  # a generic foreign key: its hops beyond cannot be checked
+                break
+            current = related
+        if all_single:
+            select.append(path)
+        else:
+            if joined:
+                select.append("__".join(joined))
+            prefetch.append(path)
+    return EagerPlan(tuple(dict.fromkeys(select)), tuple(prefetch))
+
+
+def resolve_fetch_mode(mode: Any) -> Any:
+    """A fetch mode from an instance, ``"FETCH_PEERS"``-style name or dotted path; None if none."""
+    if mode is None or not HAS_FETCH_MODES:
+        return None
+    if not isinstance(mode, str):
+        return mode
+    if mode in FETCH_MODE_NAMES:
+        return getattr(models, mode)
+    return import_string(mode)
+
+
+class EagerQuerySetMixin(_QuerySetBase):
+    """Adds ``including()``, ``profile()``, ``plain()`` and ``including_counts()`` to a QuerySet.
+
+    A QuerySet class may declare ``eager_profiles`` and ``default_profile``; an ``EagerManager``'s
+    own arguments take precedence.
+    """
+
+    eager_profiles: ClassVar[Mapping[str, Sequence[Path]]] = {}
+    default_profile: ClassVar[str | None] = None
+
+    _eager_profile_map: Mapping[str, Sequence[Path]] | None = None
+    _eager_explicit = False  # including()/profile() was asked for (not just a default)
+
+    def _clone(self) -> Self:
+        clone = super()._clone()  # type: ignore[misc]
+        clone._eager_profile_map = self._eager_profile_map
+        clone._eager_explicit = self._eager_explicit
+        return clone  # type: ignore[no-any-return]
+
+    @property
+    def profiles(self) -> Mapping[str, Sequence[Path]]:
+        if self._eager_profile_map is not None:
+            return self._eager_profile_map
+        return self.eager_profiles
+
+    def _apply(self, paths: Iterable[Path]) -> Self:
+        eager = plan(self.model, paths)
+        queryset = self
+        if eager.select:
+            queryset = queryset.select_related(*eager.select)
+        if eager.prefetch:
+            queryset = queryset.prefetch_related(*eager.prefetch)
+        return queryset
+
+    def including(self, *paths: Path) -> Self:
+        """Load these relations eagerly: each hop the way its relation needs."""
+        queryset = self._apply(paths)
+        queryset._eager_explicit = True
+        return queryset
+
+    def plain(self) -> Self:
+        """No eager loading at all (also drops the manager's default profile)."""
+        queryset = self.select_related(None).prefetch_related(None)
+        queryset._eager_explicit = False
+        return queryset
+
+    def profile(self, name: str | None) -> Self:
+        """Replace the eager loading with the declared profile ``name`` (``None``: none)."""
+        if name is None:
+            return self.plain()
+        try:
+            paths = self.profiles[name]
+        except KeyError:
+            known = ", ".join(sorted(self.profiles)) or "none declared"
+            raise ValueError(
+                f"{self.model.__name__} has no eager-loading profile {name!r}; profiles: {known}."
+            ) from None
+        queryset = self.plain()._apply(paths)
+        queryset._eager_explicit = True
+        return queryset
+
+    def including_counts(self, *names: str) -> Self:
+        """Annotate ``<name>_count`` for each multi-valued relation, in the same query."""
+        annotations = {}
+        for name in names:
+            field = _relation(self.model, name, name)
+            if is_single_valued(field) or field.related_model is None:
+                raise FieldError(
+                    f"including_counts({name!r}): {self.model.__name__}.{name} is not a "
+                    "many-valued relation (reverse foreign key or many-to-many)."
+                )
+            reverse = isinstance(field, ForeignObjectRel)
+            lookup = field.field.related_query_name() if reverse else field.name
+            # distinct: several counts in one query join several tables.
+            annotations[f"{name}_count"] = Count(lookup, distinct=True)
+        return self.annotate(**annotations)
+
+    def _has_prefetches(self) -> bool:
+        return bool(getattr(self, "_prefetch_related_lookups", ()))
+
+    def _without_default_prefetches(self, method: str) -> Self:
+        if self._has_prefetches() and self._eager_explicit:
+            raise TypeError(
+                f"{method}() returns dicts or tuples, so the relations passed to including() or "
+                f"profile() cannot be attached to them. Name the related fields in {method}() "
+                "(e.g. 'server__name') instead, or drop including()."
+            )
+        # A manager's default profile does not apply to values(): they carry no instances.
+        return self.select_related(None).prefetch_related(None)
+
+    def values(self, *fields: Any, **expressions: Any) -> Any:
+        return super(EagerQuerySetMixin, self._without_default_prefetches("values")).values(
+            *fields, **expressions
+        )
+
+    def values_list(self, *fields: Any, flat: bool = False, named: bool = False) -> Any:
+        queryset = self._without_default_prefetches("values_list")
+        return super(EagerQuerySetMixin, queryset).values_list(*fields, flat=flat, named=named)
+
+    def iterator(self, chunk_size: int | None = None) -> Iterator[Any]:
+        """Like Django's, but prefetching in chunks of 2000 when no chunk size is given."""
+        if chunk_size is None and self._has_prefetches():
+            chunk_size = DEFAULT_CHUNK_SIZE
+        return super().iterator(chunk_size=chunk_size)
+
+
+class EagerQuerySet(EagerQuerySetMixin, QuerySet[Any]):
+    """A QuerySet with ``including()``, ``profile()``, ``plain()`` and ``including_counts()``."""
+
+
+class EagerManagerMixin:
+    """Applies the default profile and fetch mode to every queryset the manager creates."""
+
+    def __init__(
+        self,
+        *args: Any,
+        profiles: Mapping[str, Sequence[Path]] | None = None,
+        default: str | None = None,
+        fetch_mode: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.profiles = profiles
+        self.default_profile = default
+        self.fetch_mode = fetch_mode
+
+    def get_queryset(self) -> Any:
+        queryset = super().get_queryset()  # type: ignore[misc]
+        # Related managers (event.tags, prefetches) subclass this one; profiles apply to the
+        # manager's own querysets only, so two models' profiles can never prefetch each other
+        # in a loop. Django gives related querysets the instance's fetch mode itself.
+        if hasattr(self, "instance"):
+            return queryset
+        if not isinstance(queryset, EagerQuerySetMixin):
+            raise TypeError(
+                f"{type(self).__name__} needs a QuerySet with EagerQuerySetMixin, not "
+                f"{type(queryset).__name__}: build it with "
+                "Manager.from_queryset(YourQuerySet) where YourQuerySet extends EagerQuerySet."
+            )
+        if self.profiles is not None:
+            queryset._eager_profile_map = self.profiles
+        default = self.default_profile or queryset.default_profile
+        if default is not None:
+            queryset = queryset._apply(queryset.profiles[default])
+        mode = resolve_fetch_mode(self.fetch_mode or get_config()["DEFAULT_FETCH_MODE"])
+        if mode is not None:
+            queryset = queryset.fetch_mode(mode)
+        return queryset
+
+
+class EagerManager(EagerManagerMixin, models.Manager.from_queryset(EagerQuerySet)):  # type: ignore[misc]
+    """``objects = EagerManager(profiles={"list": ["owner"]}, default="list")``."""
