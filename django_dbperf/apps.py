@@ -21,5 +21,18 @@ class DbPerfConfig(AppConfig):
         setting_changed.connect(clear_config_cache, dispatch_uid="django_dbperf.conf")
         # Every new connection, in every thread, gets the (idle until captured) query wrapper.
         connection_created.connect(install, dispatch_uid="django_dbperf.capture")
+        self.connect_cache_invalidation()
         # Only with "nplusone.ext.django" in INSTALLED_APPS; otherwise nplusone is never imported.
         nplusone.register()
+
+    def connect_cache_invalidation(self) -> None:
+        """Writes invalidate cached querysets; inert until DBPERF["CACHE"] is set."""
+        from django.db.models.signals import m2m_changed, post_delete, post_save
+
+        from django_dbperf.cache import invalidation
+
+        connection_created.connect(invalidation.install, dispatch_uid="django_dbperf.cache")
+        invalidation.install_on_open_connections()
+        post_save.connect(invalidation.on_save_or_delete, dispatch_uid="django_dbperf.save")
+        post_delete.connect(invalidation.on_save_or_delete, dispatch_uid="django_dbperf.delete")
+        m2m_changed.connect(invalidation.on_m2m_changed, dispatch_uid="django_dbperf.m2m")

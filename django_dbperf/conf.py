@@ -53,6 +53,19 @@ CACHE_OPTIONS: dict[str, Option] = {
         types=(str,),
         help="Prefix of every cache key django_dbperf writes, so it never collides with yours.",
     ),
+    "RETRY_AFTER": Option(
+        default=5.0,
+        types=(int, float),
+        minimum=0.0,
+        help="Seconds to go straight to the database after the cache server failed, before "
+        "trying it again (so an outage costs one timeout, not one per query).",
+    ),
+    "ERROR_LOG_INTERVAL": Option(
+        default=60.0,
+        types=(int, float),
+        minimum=0.0,
+        help="Cache errors are counted always, but logged at most once per this many seconds.",
+    ),
     "TTL": Option(
         default={"*": 300},
         types=(dict,),
@@ -159,7 +172,18 @@ def get_config() -> Mapping[str, Any]:
     return MappingProxyType(_merge(OPTIONS, given))
 
 
+@functools.cache
+def cache_configured() -> bool:
+    """Whether the project opted into queryset caching by setting ``DBPERF["CACHE"]``.
+
+    Until it does, writes are not tracked at all (no cache round trip per write).
+    """
+    given = user_settings()
+    return isinstance(given, dict) and isinstance(given.get("CACHE"), dict)
+
+
 def clear_config_cache(*, setting: str, **kwargs: object) -> None:
     """``setting_changed`` receiver, so ``override_settings(DBPERF=...)`` takes effect."""
     if setting == SETTING_NAME:
         get_config.cache_clear()
+        cache_configured.cache_clear()

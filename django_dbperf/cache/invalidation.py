@@ -1,0 +1,118 @@
+"""Writes bump the versions of the tables they change: seen as statements and as model signals.
+
+The statement wrapper sees every INSERT, UPDATE, DELETE and TRUNCATE a connection sends, so
+``update()``, bulk operations, cascades, many-to-many changes and raw SQL invalidate too; the
+signals (``post_save``, ``post_delete``, ``m2m_changed``) cover the same writes once more.
+
+Inside a transaction a write bumps at once (closing the window while the transaction runs) and
+again after commit (``on_commit``), and marks its tables dirty for that transaction: reads of
+them bypass the cache until it ends, since they see data nobody else does. A rolled-back
+transaction registered no commit bump; its early bump only cost a miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
+
+from django_dbperf.cache.store import STORE
+from django_dbperf.cache.tables import written_tables
+from django_dbperf.conf import cache_configured
+
+
+@dataclass
+class TransactionWrites:
+    """The tables one transaction (one outermost atomic block) has written."""
+
+    outermost: object
+    tables: set[str] = field(default_factory=set)
+    scheduled: bool = False
+
+
+_STATE = "_dbperf_transaction_writes"
+
+
+def _current_writes(connection: BaseDatabaseWrapper) -> TransactionWrites | None:
+    """This connection's open transaction's writes (None outside one, or before any write)."""
+    writes: TransactionWrites | None = getattr(connection, _STATE, None)
+    if writes is None:
+        return None
+    blocks = connection.atomic_blocks
+    if not connection.in_atomic_block or not blocks or blocks[0] is not writes.outermost:
+        setattr(connection, _STATE, None)  # that transaction is over
+        return None
+    return writes
+
+
+def dirty_tables(using: str) -> set[str]:
+    """Tables written by the transaction open on ``using`` (reads of them skip the cache)."""
+    writes = _current_writes(connections[using])
+    return writes.tables if writes is not None else set()
+
+
+def tables_written(connection: BaseDatabaseWrapper, tables: Iterable[str]) -> None:
+    """Invalidate ``tables`` now, and again when the open transaction commits."""
+    tables = set(tables)
+    if not tables or not cache_configured():
+        return
+    for table in tables:
+        STORE.count(table, "invalidation")
+    STORE.bump(tables)
+    if not connection.in_atomic_block:
+        return
+    writes = _current_writes(connection)
+    if writes is None:
+        writes = TransactionWrites(outermost=connection.atomic_blocks[0])
+        setattr(connection, _STATE, writes)
+    writes.tables |= tables
+    if not writes.scheduled:
+        writes.scheduled = True
+        # Runs once, after the outermost block commits, with every table the transaction wrote.
+        transaction.on_commit(lambda: STORE.bump(writes.tables), using=connection.alias)
+
+
+def write_wrapper(
+    execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    """``execute_wrapper`` on every connection: a write statement invalidates its tables."""
+    result = execute(sql, params, many, context)
+    tables = written_tables(sql)
+    if tables:
+        tables_written(context["connection"], tables)
+    return result
+
+
+def install(connection: BaseDatabaseWrapper, **kwargs: object) -> None:
+    """``connection_created`` receiver. A statement that fails raises through the wrapper
+    before it invalidates anything, so only writes that happened bump versions."""
+    wrappers = connection.execute_wrappers
+    if write_wrapper not in wrappers:
+        # First, so the pop() of a connection.execute_wrapper() block open right now removes
+        # that block's own wrapper, never this one.
+        wrappers.insert(0, write_wrapper)
+
+
+def install_on_open_connections() -> None:
+    for connection in connections.all(initialized_only=True):
+        install(connection)
+
+
+def model_tables(model: type[Model]) -> set[str]:
+    """The model's table and its multi-table-inheritance parents' tables."""
+    return {model._meta.db_table} | {parent._meta.db_table for parent in model._meta.parents}
+
+
+def on_save_or_delete(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> None:
+    tables_written(connections[using], model_tables(sender))
+
+
+def on_m2m_changed(
+    sender: type[Model], instance: Model, action: str, using: str, **kwargs: Any
+) -> None:
+    if action.startswith("post_"):
+        tables_written(connections[using], {sender._meta.db_table})

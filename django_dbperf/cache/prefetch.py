@@ -1,0 +1,45 @@
+"""The tables behind a queryset's ``prefetch_related`` lookups, from model metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Model, Prefetch
+
+UNKNOWN = "*"  # a table that cannot be named in advance: such querysets are not cached
+
+
+def _hop_tables(model: type[Model], name: str) -> tuple[set[str], type[Model] | None]:
+    from django_dbperf.managers import relations_of
+
+    field = relations_of(model).get(name)
+    if field is None:
+        return set(), None
+    related = field.related_model
+    if related is None:  # a generic foreign key: its targets are not known in advance
+        return {UNKNOWN}, None
+    tables = {related._meta.db_table}
+    if field.many_to_many:
+        through = field.remote_field.through if field.concrete else field.through
+        tables.add(through._meta.db_table)
+    return tables, related
+
+
+def prefetch_tables(queryset: Any) -> frozenset[str]:
+    """Tables the prefetch lookups read; ``UNKNOWN`` when one cannot be known (generic FK)."""
+    tables: set[str] = set()
+    for lookup in getattr(queryset, "_prefetch_related_lookups", ()):
+        path = lookup.prefetch_through if isinstance(lookup, Prefetch) else lookup
+        model: type[Model] | None = queryset.model
+        for name in path.split("__"):
+            if model is None:
+                break
+            hop, model = _hop_tables(model, name)
+            tables |= hop
+        inner = getattr(lookup, "queryset", None)
+        if inner is not None:
+            from django_dbperf.cache.tables import read_tables
+
+            sql, _ = inner.query.get_compiler(using=inner.db).as_sql()
+            tables |= read_tables(sql) | prefetch_tables(inner)
+    return frozenset(tables)

@@ -1,0 +1,209 @@
+"""``qs.cached()``: querysets whose results come from Valkey/Redis while they are valid.
+
+A cached queryset's evaluation (iteration, ``list()``, ``len()``, ``get()``, ``first()``,
+``values()``...) and its ``count()``, ``exists()`` and ``aggregate()`` are looked up by the
+statement's SQL and parameters, together with the current versions of every table it reads
+(joins, subqueries, prefetched relations). Instances come back with their ``select_related``
+and ``prefetch_related`` results attached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self
+
+from django.core.exceptions import EmptyResultSet, ImproperlyConfigured
+from django.db import connections, models
+from django.db.models import Model, Prefetch, QuerySet
+
+from django_dbperf.cache.invalidation import dirty_tables
+from django_dbperf.cache.prefetch import UNKNOWN
+from django_dbperf.cache.store import STORE, Lookup, entry_name
+from django_dbperf.cache.tables import read_tables, tables_of_queryset
+from django_dbperf.capture import recording
+from django_dbperf.conf import cache_configured, get_config
+
+if TYPE_CHECKING:
+    _QuerySetBase = QuerySet[Any]
+else:
+    _QuerySetBase = object
+
+
+@dataclass(frozen=True)
+class CacheOptions:
+    ttl: int | None
+    tags: tuple[str, ...]
+
+
+def ttl_for(model: type[Model], ttl: int | None) -> int:
+    if ttl is not None:
+        return ttl
+    policy: dict[str, int] = get_config()["CACHE"]["TTL"]
+    return int(policy.get(model._meta.label, policy.get("*", 300)))
+
+
+def _require_configuration() -> None:
+    if not cache_configured():
+        raise ImproperlyConfigured(
+            'Queryset caching needs DBPERF["CACHE"], e.g. DBPERF = {"CACHE": {"ALIAS": '
+            '"valkey"}} with a django-redis cache of that alias in CACHES: it switches on the '
+            "invalidation of every write. See the django_dbperf cache documentation."
+        )
+
+
+def _prefetch_identity(queryset: QuerySet[Any]) -> list[object]:
+    identity: list[object] = []
+    for lookup in getattr(queryset, "_prefetch_related_lookups", ()):
+        if isinstance(lookup, Prefetch):
+            inner = lookup.queryset
+            sql = inner.query.get_compiler(using=inner.db).as_sql() if inner is not None else ""
+            identity.append((lookup.prefetch_through, lookup.to_attr, sql))
+        else:
+            identity.append(lookup)
+    return identity
+
+
+def _can_store_in_transaction(using: str) -> bool:
+    """In READ COMMITTED each statement sees what committed before it began, so a result read
+    after the versions is never older than them; in a snapshot (SQLite, REPEATABLE READ) it
+    can be, so nothing is stored from inside a transaction there."""
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        return True
+    if connection.vendor != "postgresql":
+        return False
+    from psycopg import IsolationLevel
+
+    level = getattr(connection, "isolation_level", None)
+    return level in (None, IsolationLevel.READ_COMMITTED)
+
+
+class CachingQuerySetMixin(_QuerySetBase):
+    """Adds ``cached(ttl=None, tags=())``. Composes with ``EagerQuerySetMixin``."""
+
+    cache_all_reads: bool = False
+    _dbperf_cache: CacheOptions | None = None
+
+    def _clone(self) -> Self:
+        clone = super()._clone()  # type: ignore[misc]
+        clone._dbperf_cache = self._dbperf_cache
+        return clone  # type: ignore[no-any-return]
+
+    def cached(self, ttl: int | None = None, tags: Iterable[str] = ()) -> Self:
+        """Serve this queryset's results from the cache while no table it reads has changed."""
+        _require_configuration()
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
+            raise ValueError(f"cached(ttl=...) must be a whole number of seconds > 0, not {ttl!r}.")
+        tags = tuple(tags)
+        if any(not isinstance(tag, str) or not tag for tag in tags):
+            raise ValueError(f"cached(tags=...) must be non-empty strings, not {tags!r}.")
+        clone = self._chain()  # type: ignore[attr-defined]
+        clone._dbperf_cache = CacheOptions(ttl, tags)
+        return clone  # type: ignore[no-any-return]
+
+    def uncached(self) -> Self:
+        clone = self._chain()  # type: ignore[attr-defined]
+        clone._dbperf_cache = None
+        return clone  # type: ignore[no-any-return]
+
+    # --- the cached evaluations -----------------------------------------------------------
+
+    def _through_cache(self, kind: str, compute: Callable[[], Any], *extra: object) -> Any:
+        options = self._dbperf_cache
+        if options is None or not STORE.available:
+            return compute()
+        try:
+            sql, params = self.query.get_compiler(using=self.db).as_sql()
+        except EmptyResultSet:
+            return compute()
+        label = self.model._meta.label
+        tables = tables_of_queryset(self, sql)
+        if UNKNOWN in tables or tables & dirty_tables(self.db):
+            STORE.count(label, "bypass")
+            return compute()
+        entry = entry_name(
+            self.db, kind, label, sql, repr(params), self._iterable_class.__name__,
+            _prefetch_identity(self), *extra,
+        )  # fmt: skip
+        lookup = STORE.lookup(entry, tables, options.tags)
+        if lookup is None:
+            return compute()
+        if lookup.hit:
+            STORE.count(label, "hit")
+            for tag in options.tags:
+                STORE.count(f"tag:{tag}", "hit")
+            return lookup.payload
+        STORE.count(label, "miss")
+        return self._compute_and_store(entry, lookup, tables, compute, options)
+
+    def _compute_and_store(
+        self,
+        entry: str,
+        lookup: Lookup,
+        tables: frozenset[str],
+        compute: Callable[[], Any],
+        options: CacheOptions,
+    ) -> Any:
+        with recording() as recorder:
+            result = compute()
+        # Store only what was read from versioned tables (a safety net for the table analysis).
+        read = set().union(*(read_tables(query.sql) for query in recorder.records))
+        if read <= tables and _can_store_in_transaction(self.db):
+            STORE.store(entry, lookup, result, ttl_for(self.model, options.ttl))
+        return result
+
+    def _fetch_all(self) -> None:
+        if self._result_cache is not None or self._dbperf_cache is None:
+            super()._fetch_all()
+            return
+
+        def evaluate() -> list[Any]:
+            super(CachingQuerySetMixin, self)._fetch_all()
+            return list(self._result_cache or ())
+
+        self._result_cache = self._through_cache("rows", evaluate)
+        self._prefetch_done = True
+
+    def count(self) -> int:
+        if self._result_cache is not None or self._dbperf_cache is None:
+            return super().count()
+        return int(self._through_cache("count", super().count))
+
+    def exists(self) -> bool:
+        if self._result_cache is not None or self._dbperf_cache is None:
+            return super().exists()
+        return bool(self._through_cache("exists", super().exists))
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self._dbperf_cache is None:
+            return super().aggregate(*args, **kwargs)
+
+        def compute() -> dict[str, Any]:
+            return super(CachingQuerySetMixin, self).aggregate(*args, **kwargs)
+
+        result: dict[str, Any] = self._through_cache("aggregate", compute, repr(args), repr(kwargs))
+        return result
+
+
+class CachingQuerySet(CachingQuerySetMixin, QuerySet[Any]):
+    """A QuerySet with ``cached()``."""
+
+
+class CachingManagerMixin:
+    """``CachingManager(cache_all=True)`` caches every read of the model by default."""
+
+    def __init__(self, *args: Any, cache_all: bool = False, ttl: int | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.cache_all = cache_all
+        self.cache_ttl = ttl
+
+    def get_queryset(self) -> Any:
+        queryset = super().get_queryset()  # type: ignore[misc]
+        if self.cache_all and not hasattr(self, "instance"):
+            queryset = queryset.cached(ttl=self.cache_ttl)
+        return queryset
+
+
+class CachingManager(CachingManagerMixin, models.Manager.from_queryset(CachingQuerySet)):  # type: ignore[misc]
+    """``objects = CachingManager()``; ``Model.objects.filter(...).cached(ttl=60)``."""
