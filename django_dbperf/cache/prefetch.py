@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Model, Prefetch
+from django.db.models import ForeignObjectRel, Model, Prefetch
 
 UNKNOWN = "*"  # a table that cannot be named in advance: such querysets are not cached
 
@@ -20,7 +20,10 @@ def _hop_tables(model: type[Model], name: str) -> tuple[set[str], type[Model] | 
         return {UNKNOWN}, None
     tables = {related._meta.db_table}
     if field.many_to_many:
-        through = field.remote_field.through if field.concrete else field.through
+        # The reverse side (a ManyToManyRel) knows its through model directly.
+        through = (
+            field.through if isinstance(field, ForeignObjectRel) else field.remote_field.through
+        )
         tables.add(through._meta.db_table)
     return tables, related
 

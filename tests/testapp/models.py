@@ -6,7 +6,20 @@ from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelatio
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
+from django_dbperf.cache import CachingManager, CachingManagerMixin, CachingQuerySetMixin
 from django_dbperf.managers import EagerManager, EagerManagerMixin, EagerQuerySet
+
+
+class LibraryQuerySet(CachingQuerySetMixin, EagerQuerySet):
+    """Cached and eager-loading at once: the two mixins compose."""
+
+
+class LibraryManager(
+    CachingManagerMixin,
+    EagerManagerMixin,
+    models.Manager.from_queryset(LibraryQuerySet),  # type: ignore[misc]
+):
+    pass
 
 
 class AuthorQuerySet(EagerQuerySet):
@@ -40,6 +53,7 @@ class Author(models.Model):
 
     objects = models.Manager()
     with_profiles = AuthorQuerySet.as_manager()
+    cache = CachingManager()
 
     def __str__(self) -> str:
         return self.name
@@ -55,6 +69,9 @@ class AuthorProfile(models.Model):
 
 class Tag(models.Model):
     name = models.CharField(max_length=50, unique=True)
+
+    objects = models.Manager()
+    cache = CachingManager()
 
     def __str__(self) -> str:
         return self.name
@@ -81,6 +98,7 @@ class Book(models.Model):
         default="list",
     )
     peers = EagerManager(fetch_mode="FETCH_PEERS")
+    cache = LibraryManager(profiles={"list": ["author"]})
 
     def __str__(self) -> str:
         return self.title

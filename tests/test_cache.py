@@ -1,0 +1,357 @@
+"""Cached querysets: hits, and invalidation on every write path (never a stale read).
+
+On the server pass these run against real Valkey/Redis and PostgreSQL; on the SQLite pass the
+same logic runs against Django's local-memory cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, transaction
+from django.db.models import Count, Max, Prefetch
+from django.test import override_settings
+
+from django_dbperf import cache as dbperf_cache
+from django_dbperf import capture_queries
+from tests.helpers import make_library
+from tests.testapp.models import Author, Book, Publisher, Review, Tag
+
+# Transactional: inside a test-case transaction every table the setup wrote would bypass.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def caching() -> Iterator[str]:
+    alias = "redis" if "redis" in settings.CACHES else "default"
+    from django.core.cache import caches
+
+    caches[alias].clear()
+    with override_settings(DBPERF={"CACHE": {"ALIAS": alias}}):
+        yield alias
+
+
+@pytest.fixture
+def library() -> list[Book]:
+    return make_library(authors=3, books_per_author=2)
+
+
+def queries(func: Callable[[], Any]) -> tuple[Any, int]:
+    with capture_queries() as captured:
+        result = func()
+    return result, len(captured)
+
+
+def titles() -> list[str]:
+    return [book.title for book in Book.cache.plain().order_by("pk").cached()]
+
+
+# --- hits --------------------------------------------------------------------------------
+
+
+def test_second_evaluation_is_served_from_the_cache(library: list[Book]) -> None:
+    first, cold = queries(titles)
+    second, warm = queries(titles)
+    assert cold == 1 and warm == 0
+    assert first == second == [book.title for book in Book.objects.order_by("pk")]
+
+
+def test_cached_instances_equal_fresh_ones(library: list[Book]) -> None:
+    list(Book.cache.order_by("pk").cached())
+    cached = list(Book.cache.order_by("pk").cached())
+    fresh = list(Book.objects.order_by("pk"))
+    assert cached == fresh
+    assert [(b.title, b.pages, b.author_id, b._state.adding, b._state.db) for b in cached] == [
+        (b.title, b.pages, b.author_id, False, "default") for b in fresh
+    ]
+
+
+@pytest.mark.parametrize(
+    "evaluate",
+    [
+        lambda qs: len(qs),
+        lambda qs: qs.get(title="Book 1.1").pages,
+        lambda qs: qs.first().title,
+        lambda qs: qs.count(),
+        lambda qs: qs.exists(),
+        lambda qs: qs.aggregate(most=Max("pages"), n=Count("id")),
+        lambda qs: list(qs.values("title", "author__name")),
+        lambda qs: list(qs.values_list("title", flat=True)),
+        lambda qs: [b.title for b in qs[1:3]],
+    ],
+    ids=["len", "get", "first", "count", "exists", "aggregate", "values", "values_list", "slice"],
+)
+def test_every_evaluation_is_cached(library: list[Book], evaluate: Callable[[Any], Any]) -> None:
+    def run() -> Any:
+        return evaluate(Book.cache.plain().order_by("pk").cached())
+
+    cold, cold_queries = queries(run)
+    warm, warm_queries = queries(run)
+    assert cold_queries >= 1 and warm_queries == 0
+    assert warm == cold == evaluate(Book.objects.order_by("pk"))
+
+
+def test_select_related_and_prefetch_results_come_back_attached(library: list[Book]) -> None:
+    def load() -> list[tuple[str, str, list[str], list[int]]]:
+        qs = Book.cache.including("author", "tags", "reviews").order_by("pk").cached()
+        return [(b.title, b.author.name, sorted(t.name for t in b.tags.all()),
+                 [r.rating for r in b.reviews.all()]) for b in qs]  # fmt: skip
+
+    cold, cold_queries = queries(load)
+    warm, warm_queries = queries(load)
+    assert cold_queries == 3 and warm_queries == 0
+    assert warm == cold
+
+
+def test_prefetch_object_querysets_are_part_of_the_key(library: list[Book]) -> None:
+    def good_reviews(minimum: int) -> list[list[int]]:
+        prefetch = Prefetch("reviews", Review.objects.filter(rating__gte=minimum), "good")
+        qs = Book.cache.plain().prefetch_related(prefetch).order_by("pk").cached()
+        return [[r.rating for r in b.good] for b in qs]
+
+    assert good_reviews(1) != good_reviews(5)
+
+
+def test_different_parameters_are_different_entries(library: list[Book]) -> None:
+    first = [b.title for b in Book.cache.filter(author__name="Author 0").cached()]
+    second = [b.title for b in Book.cache.filter(author__name="Author 1").cached()]
+    assert first == ["Book 0.0", "Book 0.1"] and second == ["Book 1.0", "Book 1.1"]
+
+
+def test_uncached_querysets_are_untouched(library: list[Book]) -> None:
+    _, first = queries(lambda: list(Book.cache.all()))
+    _, second = queries(lambda: list(Book.cache.all()))
+    assert first == second == 1
+
+
+def test_cache_all_manager_caches_every_read(library: list[Book]) -> None:
+    from django_dbperf.cache import CachingManager
+
+    manager = CachingManager(cache_all=True)
+    manager.model = Tag
+    _, cold = queries(lambda: list(manager.all()))
+    _, warm = queries(lambda: list(manager.all()))
+    assert (cold, warm) == (1, 0)
+
+
+def test_disabled_flag_turns_caching_off_at_once(library: list[Book], caching: str) -> None:
+    titles()
+    with override_settings(DBPERF={"CACHE": {"ALIAS": caching, "ENABLED": False}}):
+        _, count = queries(titles)
+    assert count == 1
+
+
+def test_without_cache_settings_cached_is_a_clear_error() -> None:
+    with (
+        override_settings(DBPERF={}),
+        pytest.raises(ImproperlyConfigured, match=r'DBPERF\["CACHE"\]'),
+    ):
+        Book.cache.cached()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"ttl": 0}, "ttl"), ({"tags": [""]}, "tags")])
+def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Book.cache.cached(**kwargs)
+
+
+# --- invalidation on every write path -----------------------------------------------------
+
+
+def book_titles() -> list[tuple[str, int]]:
+    return [(b.title, b.pages) for b in Book.cache.plain().order_by("pk").cached()]
+
+
+def fresh_book_titles() -> list[tuple[str, int]]:
+    return [(b.title, b.pages) for b in Book.objects.order_by("pk")]
+
+
+def first_book() -> Book:
+    return Book.objects.order_by("pk").first()  # type: ignore[return-value]
+
+
+def raw_update() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE testapp_book SET pages = pages + 1")
+
+
+WRITES: dict[str, Callable[[], Any]] = {
+    "save": lambda: Book.objects.filter(pk=first_book().pk).first().save(),
+    "save changed": lambda: setattr(b := first_book(), "title", "Renamed") or b.save(),
+    "delete": lambda: first_book().delete(),
+    "queryset update": lambda: Book.objects.update(pages=1),
+    "queryset delete": lambda: Book.objects.filter(pages=100).delete(),
+    "bulk_create": lambda: Book.objects.bulk_create(
+        [Book(title="New", author=Author.objects.first())]
+    ),
+    "bulk_update": lambda: Book.objects.bulk_update(
+        [setattr(b, "pages", 7) or b for b in Book.objects.all()], ["pages"]
+    ),
+    "update_or_create": lambda: Book.objects.update_or_create(
+        title="Book 0.0", defaults={"pages": 999}
+    ),
+    "get_or_create": lambda: Book.objects.get_or_create(
+        title="Brand new", author=Author.objects.first()
+    ),
+    "raw SQL": raw_update,
+    "cascade": lambda: Author.objects.filter(name="Author 0").delete(),
+}
+
+
+@pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
+def test_writes_invalidate(library: list[Book], write: Callable[[], Any]) -> None:
+    assert book_titles() == fresh_book_titles()  # cached now
+    write()
+    assert book_titles() == fresh_book_titles()
+
+
+def authors_with_books() -> list[tuple[str, list[str]]]:
+    qs = Author.cache.prefetch_related("books").order_by("pk").cached()
+    return [(a.name, sorted(b.title for b in a.books.all())) for a in qs]
+
+
+def fresh_authors_with_books() -> list[tuple[str, list[str]]]:
+    return [(a.name, sorted(b.title for b in a.books.all())) for a in Author.objects.order_by("pk")]
+
+
+def test_reverse_fk_add_and_set_invalidate_the_prefetch(library: list[Book]) -> None:
+    authors_with_books()
+    first, last = Author.objects.order_by("pk").first(), Author.objects.order_by("pk").last()
+    assert first and last
+    last.books.add(first.books.order_by("pk").first())  # type: ignore[arg-type]
+    assert authors_with_books() == fresh_authors_with_books()
+    first.books.set(list(last.books.all()))
+    assert authors_with_books() == fresh_authors_with_books()
+
+
+def book_tags() -> list[list[str]]:
+    qs = Book.cache.plain().prefetch_related("tags").order_by("pk").cached()
+    return [sorted(t.name for t in b.tags.all()) for b in qs]
+
+
+def tag_books() -> list[list[str]]:
+    qs = Tag.cache.prefetch_related("books").order_by("pk").cached()
+    return [sorted(b.title for b in t.books.all()) for t in qs]
+
+
+def fresh() -> tuple[list[list[str]], list[list[str]]]:
+    return (
+        [sorted(t.name for t in b.tags.all()) for b in Book.objects.order_by("pk")],
+        [sorted(b.title for b in t.books.all()) for t in Tag.objects.order_by("pk")],
+    )
+
+
+M2M_WRITES: dict[str, Callable[[Book, Tag], Any]] = {
+    "add": lambda book, tag: book.tags.add(tag),
+    "remove": lambda book, tag: book.tags.remove(*book.tags.all()),
+    "clear": lambda book, tag: book.tags.clear(),
+    "set": lambda book, tag: book.tags.set([tag]),
+    "reverse add": lambda book, tag: tag.books.add(book),
+    "reverse remove": lambda book, tag: tag.books.remove(*tag.books.all()),
+    "reverse clear": lambda book, tag: tag.books.clear(),
+    "reverse set": lambda book, tag: tag.books.set([book]),
+}
+
+
+@pytest.mark.parametrize("write", M2M_WRITES.values(), ids=M2M_WRITES.keys())
+def test_many_to_many_changes_from_both_sides_invalidate(
+    library: list[Book], write: Callable[[Book, Tag], Any]
+) -> None:
+    assert (book_tags(), tag_books()) == fresh()
+    write(first_book(), Tag.objects.order_by("pk").last())  # type: ignore[arg-type]
+    assert (book_tags(), tag_books()) == fresh()
+
+
+def test_a_joined_table_change_invalidates(library: list[Book]) -> None:
+    def names() -> list[str]:
+        return [b.author.name for b in Book.cache.including("author").order_by("pk").cached()]
+
+    names()
+    Author.objects.update(name="Everyone")
+    assert set(names()) == {"Everyone"}
+
+
+def test_a_subquery_table_change_invalidates(library: list[Book]) -> None:
+    def by_prolific_publishers() -> int:
+        publishers = Publisher.objects.filter(name="Acme")
+        return Book.cache.plain().filter(publisher__in=publishers).cached().count()
+
+    assert by_prolific_publishers() == 6
+    Publisher.objects.update(name="Renamed")
+    assert by_prolific_publishers() == 0
+
+
+def test_invalidate_by_model_label_and_tags(library: list[Book]) -> None:
+    def tagged() -> int:
+        return Book.cache.plain().cached(tags=["catalogue"]).count()
+
+    tagged()
+    _, warm = queries(tagged)
+    assert warm == 0
+    dbperf_cache.invalidate_tags("catalogue")
+    _, after_tag = queries(tagged)
+    dbperf_cache.invalidate("testapp.Book")
+    _, after_model = queries(tagged)
+    dbperf_cache.invalidate_all()
+    _, after_all = queries(tagged)
+    assert (after_tag, after_model, after_all) == (1, 1, 1)
+
+
+# --- transactions ----------------------------------------------------------------------------
+
+
+def test_reads_of_tables_written_in_the_transaction_bypass_the_cache(library: list[Book]) -> None:
+    def author_names() -> list[str]:
+        return [a.name for a in Author.cache.order_by("pk").cached()]
+
+    book_titles()
+    author_names()
+    with transaction.atomic():
+        Book.objects.update(pages=5)
+        inside, count = queries(book_titles)
+        assert count == 1
+        assert {pages for _, pages in inside} == {5}
+        # Tables the transaction did not write are still served from the cache.
+        _, author_queries = queries(author_names)
+        assert author_queries == 0
+    assert {pages for _, pages in book_titles()} == {5}
+
+
+def test_rolled_back_transaction_leaves_nothing_stale(library: list[Book]) -> None:
+    before = book_titles()
+    with transaction.atomic():
+        Book.objects.update(pages=5)
+        book_titles()
+        transaction.set_rollback(True)
+    assert book_titles() == before == fresh_book_titles()
+
+
+def test_nested_savepoint_rollback(library: list[Book]) -> None:
+    book_titles()
+    with transaction.atomic():
+        with transaction.atomic():
+            Book.objects.update(pages=5)
+            transaction.set_rollback(True)
+        assert book_titles() == fresh_book_titles()
+        Book.objects.update(pages=6)
+    assert book_titles() == fresh_book_titles()
+    assert {pages for _, pages in book_titles()} == {6}
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+
+def test_stats_count_hits_misses_and_invalidations(library: list[Book]) -> None:
+    before = dbperf_cache.stats().get("testapp.Book", {"hit": 0, "miss": 0})
+    book_titles()
+    book_titles()
+    book_titles()
+    Book.objects.update(pages=3)
+    after = dbperf_cache.stats()
+    assert after["testapp.Book"]["hit"] - before["hit"] == 2
+    assert after["testapp.Book"]["miss"] - before["miss"] == 1
+    assert after["testapp_book"]["invalidation"] >= 1
