@@ -174,11 +174,12 @@ class PostgresServer:
 class RedisServer:
     """A Redis (or Valkey) server without persistence, listening on loopback."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(self, binary: str, workdir: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.binary = binary
         self.workdir = workdir
         self.pidfile = workdir / "redis.pid"
         self.port = free_port()
+        self.extra_args = extra_args
 
     @property
     def url(self) -> str:
@@ -188,17 +189,39 @@ class RedisServer:
         subprocess.run(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--daemonize", "yes", "--pidfile", str(self.pidfile),
-             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
+             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log"),
+             *self.extra_args],
             check=True,
         )  # fmt: skip
         wait_for_port(self.port, timeout=10)
-
-    def stop(self) -> None:
         deadline = time.monotonic() + 5
         while not self.pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
-            os.kill(int(self.pidfile.read_text().strip()), signal.SIGTERM)
+            time.sleep(0.02)
+        self.pid: int | None = int(self.pidfile.read_text().strip())
+
+    def stop(self) -> None:
+        pid, self.pid = getattr(self, "pid", None), None
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        # Wait until it is gone, so the port can be used again at once.
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie (a daemon's parent here may be a PID 1 that never reaps)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def redis_binary() -> str | None:

@@ -21,9 +21,8 @@ def _hop_tables(model: type[Model], name: str) -> tuple[set[str], type[Model] | 
     tables = {related._meta.db_table}
     if field.many_to_many:
         # The reverse side (a ManyToManyRel) knows its through model directly.
-        through = (
-            field.through if isinstance(field, ForeignObjectRel) else field.remote_field.through
-        )
+        rel = field if isinstance(field, ForeignObjectRel) else field.remote_field
+        through = rel.through  # type: ignore[union-attr]
         tables.add(through._meta.db_table)
     return tables, related
 

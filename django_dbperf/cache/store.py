@@ -52,6 +52,10 @@ class CacheStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget failures and the server seen so far (for tests, and a changed ALIAS)."""
         self._down_until = 0.0
         self._last_error_log = 0.0
         self.errors = 0

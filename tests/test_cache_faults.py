@@ -1,0 +1,153 @@
+"""The cache server failing: stopped, slow, returning garbage, restarted, restored from an older
+snapshot. Requests never fail and nothing stale is ever served.
+
+Each test runs its own redis-server (or valkey-server) process, which it really stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.core.cache import caches
+from django.test import override_settings
+
+from django_dbperf.cache.store import STORE
+from tests.conftest import missing
+from tests.helpers import make_library
+from tests.servers import RedisServer, redis_binary
+from tests.testapp.models import Book
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ALIAS = "faulty"
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    binary = redis_binary()
+    if binary is None:
+        missing("needs redis-server or valkey-server (Debian: apt-get install redis-server)")
+        raise AssertionError  # unreachable: missing() skips or fails
+    with tempfile.TemporaryDirectory(prefix="dbperf-faults-") as workdir:
+        redis = RedisServer(binary, Path(workdir), ("--enable-debug-command", "yes"))
+        redis.start()
+        try:
+            yield redis
+        finally:
+            redis.stop()
+
+
+@pytest.fixture
+def cached_library(server: RedisServer) -> Iterator[RedisServer]:
+    cache_settings = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": server.url,
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+    }
+    dbperf = {"CACHE": {"ALIAS": ALIAS, "RETRY_AFTER": 0.3, "ERROR_LOG_INTERVAL": 60}}
+    from django.conf import settings
+
+    with override_settings(CACHES={**settings.CACHES, ALIAS: cache_settings}, DBPERF=dbperf):
+        STORE.reset()
+        make_library(authors=2, books_per_author=2)
+        yield server
+    STORE.reset()
+
+
+def pages() -> list[int]:
+    return [book.pages for book in Book.cache.plain().order_by("pk").cached()]
+
+
+def fresh_pages() -> list[int]:
+    return [book.pages for book in Book.objects.order_by("pk")]
+
+
+def wait_for_retry() -> None:
+    time.sleep(0.35)  # RETRY_AFTER
+
+
+def test_stopped_server_falls_back_to_the_database(
+    cached_library: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert pages() == fresh_pages()
+    cached_library.stop()
+    with caplog.at_level(logging.WARNING, logger="django_dbperf"):
+        Book.objects.update(pages=11)  # the write succeeds with the cache down
+        for _ in range(5):
+            assert pages() == [11, 11, 11, 11]
+            wait_for_retry()
+    assert STORE.errors >= 2
+    warnings = [r for r in caplog.records if "django_dbperf cache" in r.getMessage()]
+    assert len(warnings) == 1  # logged once per interval, not per request
+    assert "using the database for" in warnings[0].getMessage()
+
+
+def test_nothing_stale_when_the_server_comes_back(cached_library: RedisServer) -> None:
+    assert pages() == fresh_pages()
+    pages()  # now cached
+    cached_library.stop()
+    Book.objects.update(pages=12)  # its invalidation cannot reach the server
+    cached_library.start()  # empty again: no persistence
+    wait_for_retry()
+    assert pages() == [12, 12, 12, 12]
+
+
+def test_a_write_whose_invalidation_failed_renews_the_epoch(cached_library: RedisServer) -> None:
+    # The server keeps its data (it only could not be reached): the failed bump must still
+    # make every old entry a miss once it is back.
+    assert pages() == fresh_pages()
+    client = caches[ALIAS].client.get_client()  # type: ignore[attr-defined]
+    client.execute_command("CLIENT", "PAUSE", "700", "ALL")  # unreachable for 0.7 s
+    Book.objects.update(pages=13)
+    time.sleep(0.8)
+    wait_for_retry()
+    assert pages() == [13, 13, 13, 13]
+
+
+def test_an_older_snapshot_restored_is_never_served(cached_library: RedisServer) -> None:
+    assert pages() == fresh_pages()
+    pages()
+    client = caches[ALIAS].client.get_client()  # type: ignore[attr-defined]
+    client.execute_command("SAVE")  # the snapshot holds the entry and its versions
+    Book.objects.update(pages=14)  # bumped on the live server, not in the snapshot
+    assert pages() == [14, 14, 14, 14]
+    cached_library.stop()
+    cached_library.extra_args = (*cached_library.extra_args, "--dbfilename", "dump.rdb")
+    cached_library.start()  # loads dump.rdb: the old entry is valid for the old versions
+    restored = caches[ALIAS].client.get_client()  # type: ignore[attr-defined]
+    assert restored.dbsize() > 0
+    time.sleep(1.1)  # RUN_ID_CHECK_INTERVAL, or the first connection error, notices
+    wait_for_retry()
+    assert pages() == [14, 14, 14, 14]
+
+
+def test_a_slow_server_times_out_to_the_database(cached_library: RedisServer) -> None:
+    assert pages() == fresh_pages()
+    import redis
+
+    blocker = redis.Redis.from_url(cached_library.url)  # its own client, without a timeout
+    sleeping = threading.Thread(target=blocker.execute_command, args=("DEBUG", "SLEEP", "1"))
+    sleeping.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    assert pages() == fresh_pages()
+    elapsed = time.monotonic() - started
+    sleeping.join()
+    assert elapsed < 0.9  # the 0.2 s socket timeout, not the server's 1 s pause
+
+
+def test_garbage_from_the_server_is_a_miss_not_an_error(cached_library: RedisServer) -> None:
+    assert pages() == fresh_pages()
+    raw = caches[ALIAS].client.get_client()  # type: ignore[attr-defined]
+    for key in raw.keys("*"):
+        raw.set(key, b"\x80garbage")
+    assert pages() == fresh_pages()
+    wait_for_retry()
+    Book.objects.update(pages=15)
+    assert pages() == [15, 15, 15, 15]
