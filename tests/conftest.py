@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import django
 import pytest
@@ -77,3 +78,18 @@ def redis_cache() -> str:
 
     caches["redis"].clear()
     return "redis"
+
+
+@pytest.fixture
+def cache_alias() -> Iterator[str]:
+    """Queryset caching switched on: real Valkey/Redis on the server pass, else local memory."""
+    from django.core.cache import caches
+    from django.test import override_settings
+
+    from django_dbperf.cache.store import STORE
+
+    alias = "redis" if "redis" in settings.CACHES else "default"
+    caches[alias].clear()
+    STORE.reset()
+    with override_settings(DBPERF={"CACHE": {"ALIAS": alias}}):
+        yield alias

@@ -6,11 +6,10 @@ same logic runs against Django's local-memory cache.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import Count, Max, Prefetch
@@ -26,13 +25,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def caching() -> Iterator[str]:
-    alias = "redis" if "redis" in settings.CACHES else "default"
-    from django.core.cache import caches
-
-    caches[alias].clear()
-    with override_settings(DBPERF={"CACHE": {"ALIAS": alias}}):
-        yield alias
+def caching(cache_alias: str) -> str:
+    return cache_alias
 
 
 @pytest.fixture

@@ -1,0 +1,84 @@
+"""Concurrent readers and writers: a reader never gets a value older than the last commit it
+could have seen (the race between populating an entry and invalidating it)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from django.db import connections, transaction
+from django.db.models import F
+
+from django_dbperf import cache as dbperf_cache
+from tests.testapp.models import Author, Book
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+READERS = 3
+SECONDS = 1.5
+
+
+def run_race(write: Callable[[int], None]) -> dict[str, int]:
+    author = Author.objects.create(name="racer")
+    book = Book.objects.create(title="counter", author=author, pages=0)
+    committed = [0]  # the last value known committed (and invalidated)
+    stale: list[tuple[int, int]] = []
+    reads = [0]
+    stop = time.monotonic() + SECONDS
+    before = dbperf_cache.stats().get("testapp.Book", {}).get("hit", 0)
+
+    def writer() -> None:
+        try:
+            value = 0
+            while time.monotonic() < stop:
+                value += 1
+                write(book.pk)
+                committed[0] = value
+                time.sleep(0.002)
+        finally:
+            connections.close_all()
+
+    def reader() -> None:
+        try:
+            while time.monotonic() < stop:
+                floor = committed[0]
+                qs = Book.cache.plain().filter(pk=book.pk).values_list("pages", flat=True)
+                (seen,) = list(qs.cached())
+                reads[0] += 1
+                if seen < floor:
+                    stale.append((floor, seen))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer)] + [
+        threading.Thread(target=reader) for _ in range(READERS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    hits = dbperf_cache.stats()["testapp.Book"]["hit"] - before
+    assert stale == [], f"stale reads (committed, seen): {stale[:10]}"
+    return {"reads": reads[0], "hits": hits, "writes": committed[0]}
+
+
+def autocommit_write(pk: int) -> None:
+    Book.objects.filter(pk=pk).update(pages=F("pages") + 1)
+
+
+def transactional_write(pk: int) -> None:
+    with transaction.atomic():
+        book = Book.objects.select_for_update().get(pk=pk)
+        book.pages += 1
+        book.save(update_fields=["pages"])
+
+
+@pytest.mark.parametrize("write", [autocommit_write, transactional_write])
+def test_no_stale_read_under_concurrent_writes(
+    postgres: None, cache_alias: str, write: Callable[[int], None]
+) -> None:
+    result = run_race(write)
+    # The test means something only if the cache served reads between the writes.
+    assert result["writes"] > 50 and result["hits"] > 50, result
