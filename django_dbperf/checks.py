@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db.models import Model
 
-from django_dbperf.conf import OPTIONS, SETTING_NAME, Option, user_settings
+from django_dbperf.conf import CACHE_OPTIONS, OPTIONS, SETTING_NAME, Option, user_settings
 
 MIDDLEWARE_PATH = "django_dbperf.middleware.QueryCountMiddleware"
 
@@ -25,6 +25,13 @@ QUERYING_MIDDLEWARE = (
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.RemoteUserMiddleware",
     "django.contrib.auth.middleware.PersistentRemoteUserMiddleware",
+)
+
+# Caches each process keeps to itself: invalidation could never reach the other instances.
+UNSHARED_BACKENDS = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+    "django.core.cache.backends.filebased.FileBasedCache",
 )
 
 CHECKS: dict[str, str] = {
@@ -41,6 +48,8 @@ CHECKS: dict[str, str] = {
     "a fetch mode: not a ``FETCH_*`` name, not importable, or not a ``FetchMode``.",
     "dbperf.E009": "An ``EagerManager`` profile names a path that is not a relation of its "
     "model, or its ``default`` names a profile that is not declared.",
+    "dbperf.E010": '``CACHE["ALIAS"]`` is a cache that is not shared between processes (local '
+    "memory, dummy, file) while ``DEBUG`` is off: other instances would never see invalidations.",
     "dbperf.W001": "``QueryCountMiddleware`` comes after middleware that runs queries "
     "outside the view, so those queries are not counted.",
     "dbperf.W002": "nplusone is enabled on Django 6.1 or later without django_dbperf's "
@@ -129,7 +138,7 @@ def _unknown_key(key: str, name: object, options: Iterable[str]) -> Error:
 
 def _check_cache(cache: Mapping[str, Any]) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
-    alias = cache.get("ALIAS")
+    alias = cache.get("ALIAS", CACHE_OPTIONS["ALIAS"].default)
     if isinstance(alias, str) and alias not in settings.CACHES:
         errors.append(
             Error(
@@ -137,6 +146,17 @@ def _check_cache(cache: Mapping[str, Any]) -> list[CheckMessage]:
                 hint=f"Known aliases: {', '.join(sorted(settings.CACHES)) or 'none'}. Add a "
                 "django-redis cache for Valkey or Redis to CACHES, or name an existing alias.",
                 id="dbperf.E006",
+            )
+        )
+    backend = settings.CACHES.get(alias, {}).get("BACKEND", "") if isinstance(alias, str) else ""
+    if backend in UNSHARED_BACKENDS and not settings.DEBUG:
+        errors.append(
+            Error(
+                f'{SETTING_NAME}["CACHE"]["ALIAS"] is {alias!r}, a {backend.rsplit(".", 1)[-1]}: '
+                "each process has its own, so a write in one never invalidates the others.",
+                hint="Use a django-redis cache backed by Valkey or Redis (allowed only while "
+                "DEBUG is on, for development).",
+                id="dbperf.E010",
             )
         )
     ttl = cache.get("TTL")

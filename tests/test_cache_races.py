@@ -82,3 +82,36 @@ def test_no_stale_read_under_concurrent_writes(
     result = run_race(write)
     # The test means something only if the cache served reads between the writes.
     assert result["writes"] > 50 and result["hits"] > 50, result
+
+
+def test_lock_lets_one_thread_recompute_while_the_others_wait(
+    postgres: None, cache_alias: str
+) -> None:
+    from django.db import connection
+
+    author = Author.objects.create(name="slow")
+    Book.objects.bulk_create(Book(title=f"b{n}", author=author) for n in range(5))
+    computed: list[int] = []
+    results: list[list[str]] = []
+
+    def spy(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        if "testapp_book" in sql and sql.startswith("SELECT"):
+            computed.append(1)
+            time.sleep(0.3)  # an expensive query
+        return execute(sql, params, many, context)
+
+    def read() -> None:
+        try:
+            with connection.execute_wrapper(spy):
+                qs = Book.cache.plain().order_by("pk").cached(lock=True)
+                results.append([book.title for book in qs])
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4 and all(result == results[0] for result in results)
+    assert len(computed) == 1  # one recompute; three waited for its result

@@ -56,12 +56,12 @@ def test_e002_unknown_key_suggests_the_close_one() -> None:
     assert "Did you mean 'SAMPLE_RATE'?" in (error.hint or "")
 
 
-@override_settings(DBPERF={"CACHE": {"ALIAS": "default", "TIMEOUT": 3}})
+@override_settings(DBPERF={"CACHE": {"ALIAS": "default", "TIMEOUT": 3}}, DEBUG=True)
 def test_e002_unknown_nested_key_names_its_path() -> None:
     error = only(check_settings())
     assert error.id == "dbperf.E002"
     assert "DBPERF['CACHE'] has an unknown key 'TIMEOUT'" in error.msg
-    assert "ALIAS, ENABLED, KEY_PREFIX, TTL" in (error.hint or "")
+    assert "ALIAS, ENABLED, ERROR_LOG_INTERVAL, KEY_PREFIX, RETRY_AFTER, TTL" in (error.hint or "")
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ def test_e003_wrong_type(key: str, value: object, expected: str) -> None:
     assert expected in error.msg
 
 
-@override_settings(DBPERF={"CACHE": {"TTL": {"*": "300"}}})
+@override_settings(DBPERF={"CACHE": {"TTL": {"*": "300"}}}, DEBUG=True)
 def test_e003_wrong_type_inside_ttl() -> None:
     error = only(check_settings())
     assert error.id == "dbperf.E003"
@@ -106,7 +106,7 @@ def test_e004_out_of_range(key: str, value: object, expected: str) -> None:
     assert expected in error.msg
 
 
-@override_settings(DBPERF={"CACHE": {"TTL": {"testapp.Book": 0}}})
+@override_settings(DBPERF={"CACHE": {"TTL": {"testapp.Book": 0}}}, DEBUG=True)
 def test_e004_ttl_must_be_positive() -> None:
     assert ids(check_settings()) == ["dbperf.E004"]
 
@@ -126,13 +126,14 @@ def test_e006_cache_alias_missing_from_caches() -> None:
     assert "default" in (error.hint or "")
 
 
-@override_settings(DBPERF={"CACHE": {"ALIAS": "default"}})
+@override_settings(DBPERF={"CACHE": {"ALIAS": "default"}}, DEBUG=True)
 def test_e006_not_raised_for_an_existing_alias() -> None:
     assert check_settings() == []
 
 
 @override_settings(
-    DBPERF={"CACHE": {"TTL": {"testapp.Book": 60, "testapp.Nope": 60, "nodot": 5, "*": 30}}}
+    DBPERF={"CACHE": {"TTL": {"testapp.Book": 60, "testapp.Nope": 60, "nodot": 5, "*": 30}}},
+    DEBUG=True,
 )
 def test_e007_ttl_keys_must_be_installed_models() -> None:
     errors = check_settings()
@@ -294,3 +295,16 @@ def test_w003_fetch_modes_are_ignored_before_django_6_1() -> None:
 def test_w003_not_raised_on_django_6_1() -> None:
     with override_settings(DBPERF={"DEFAULT_FETCH_MODE": "FETCH_PEERS"}):
         assert check_eager_managers() == []
+
+
+@override_settings(DBPERF={"CACHE": {"ALIAS": "default"}}, DEBUG=False)
+def test_e010_unshared_cache_outside_debug() -> None:
+    error = only(check_settings())
+    assert error.id == "dbperf.E010"
+    assert "'default', a LocMemCache: each process has its own" in error.msg
+    assert "Valkey or Redis" in (error.hint or "")
+
+
+@override_settings(DBPERF={"CACHE": {"ALIAS": "default"}}, DEBUG=True)
+def test_e010_allowed_while_debug_is_on() -> None:
+    assert check_settings() == []

@@ -9,6 +9,7 @@ and ``prefetch_related`` results attached.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
@@ -34,6 +35,13 @@ else:
 class CacheOptions:
     ttl: int | None
     tags: tuple[str, ...]
+    lock: bool = False
+
+
+# Stampede protection: how long a recompute may hold its lock, how long others wait for it.
+LOCK_SECONDS = 30
+WAIT_SECONDS = 2.0
+POLL_SECONDS = 0.02
 
 
 def ttl_for(model: type[Model], ttl: int | None) -> int:
@@ -90,8 +98,12 @@ class CachingQuerySetMixin(_QuerySetBase):
         clone._dbperf_cache = self._dbperf_cache
         return clone  # type: ignore[no-any-return]
 
-    def cached(self, ttl: int | None = None, tags: Iterable[str] = ()) -> Self:
-        """Serve this queryset's results from the cache while no table it reads has changed."""
+    def cached(self, ttl: int | None = None, tags: Iterable[str] = (), lock: bool = False) -> Self:
+        """Serve this queryset's results from the cache while no table it reads has changed.
+
+        ``lock=True`` for expensive queries: on a miss one process recomputes while the others
+        wait (up to two seconds) for its result instead of all running the query at once.
+        """
         _require_configuration()
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
             raise ValueError(f"cached(ttl=...) must be a whole number of seconds > 0, not {ttl!r}.")
@@ -99,7 +111,7 @@ class CachingQuerySetMixin(_QuerySetBase):
         if any(not isinstance(tag, str) or not tag for tag in tags):
             raise ValueError(f"cached(tags=...) must be non-empty strings, not {tags!r}.")
         clone = self._chain()  # type: ignore[attr-defined]
-        clone._dbperf_cache = CacheOptions(ttl, tags)
+        clone._dbperf_cache = CacheOptions(ttl, tags, lock)
         return clone  # type: ignore[no-any-return]
 
     def uncached(self) -> Self:
@@ -135,7 +147,30 @@ class CachingQuerySetMixin(_QuerySetBase):
                 STORE.count(f"tag:{tag}", "hit")
             return lookup.payload
         STORE.count(label, "miss")
-        return self._compute_and_store(entry, lookup, tables, compute, options)
+        if not options.lock:
+            return self._compute_and_store(entry, lookup, tables, compute, options)
+        acquired, waited = self._wait_for_recompute(entry, tables, options)
+        if waited is not None:
+            return waited.payload
+        try:
+            return self._compute_and_store(entry, lookup, tables, compute, options)
+        finally:
+            if acquired:
+                STORE.release(entry)
+
+    def _wait_for_recompute(
+        self, entry: str, tables: frozenset[str], options: CacheOptions
+    ) -> tuple[bool, Lookup | None]:
+        """Take the recompute lock, or wait for the holder's result: (lock taken, hit)."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not STORE.acquire(entry, LOCK_SECONDS):
+            if time.monotonic() >= deadline:
+                return False, None  # the other recompute is slow or gone: compute here too
+            time.sleep(POLL_SECONDS)
+            found = STORE.lookup(entry, tables, options.tags)
+            if found is not None and found.hit:
+                return False, found
+        return True, None
 
     def _compute_and_store(
         self,

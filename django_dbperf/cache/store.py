@@ -185,6 +185,22 @@ class CacheStore:
         except Exception as error:
             self.failed(error, "a cache write")
 
+    # --- stampede protection -------------------------------------------------------------
+
+    def acquire(self, entry: str, seconds: float) -> bool:
+        """Take the recompute lock of ``entry`` (expires by itself); False if another holds it."""
+        try:
+            return bool(self.cache.add(self.key("lock", entry), 1, timeout=seconds))
+        except Exception as error:
+            self.failed(error, "taking a recompute lock")
+            return True  # compute anyway: a lost lock only costs a duplicate query
+
+    def release(self, entry: str) -> None:
+        try:
+            self.cache.delete(self.key("lock", entry))
+        except Exception as error:
+            self.failed(error, "releasing a recompute lock")
+
     # --- invalidation ------------------------------------------------------------------
 
     def bump(self, tables: Iterable[str] = (), tags: Iterable[str] = ()) -> None:
