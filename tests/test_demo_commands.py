@@ -1,4 +1,4 @@
-"""``make demo``'s commands: the demo superuser and the per-page query report."""
+"""``make demo``'s commands: the demo superuser and the before/after report of every page."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from django.db import connection
 from django.test import Client
 
 from django_dbperf import capture_queries
-from example_project.scheduler.pages import NAIVE_PAGES, Page
-from example_project.scheduler.report import measure
+from example_project.scheduler.management.commands import demo_report
+from example_project.scheduler.pages import PAGE_PAIRS, Page
+from example_project.scheduler.report import compare, measure
 from example_project.scheduler.seeding import seed_demo
 
 pytestmark = pytest.mark.django_db
@@ -75,16 +76,58 @@ def test_measure_counts_the_queries_of_one_request() -> None:
     assert measurement.total_ms >= measurement.db_ms > 0
 
 
-def test_demo_report_prints_every_page() -> None:
+def test_compare_measures_a_page_and_its_twin() -> None:
+    seed_demo(events=3)
+    naive, fast = Page("Event list", "event_list"), Page("Event list", "fast_event_list")
+    comparison = compare(Client(), naive, fast, repeat=2)
+    assert (comparison.before.path, comparison.after.path) == ("/events/", "/fast/events/")
+    assert comparison.before.status == comparison.after.status == 200
+    assert comparison.before.queries > comparison.after.queries
+    assert comparison.before.findings and not comparison.after.findings
+    assert comparison.speedup == comparison.before.total_ms / comparison.after.total_ms
+
+
+def table_row(output: str, label: str) -> list[str]:
+    """The cells of the before/after table's row for ``label`` (labels may contain spaces)."""
+    line = next(line for line in output.splitlines() if line.startswith(label + "  "))
+    return line[len(label) :].split()
+
+
+def test_demo_report_prints_every_page_before_and_after() -> None:
     seed_demo(events=5)
     output = run("demo_report", repeat=1)
-    assert "Naive pages, 5 events" in output
-    for page in NAIVE_PAGES:
-        line = next(line for line in output.splitlines() if line.startswith(page.label + "  "))
-        assert page.path() in line
-        assert " 200 " in line
-    assert "What django_dbperf found, with the fix for each:" in output
+    assert "its optimized twin under /fast/ (after), 5 events, " in output
+    assert "Queries before  Queries after  ms before  ms after  Speed-up" in output
+    for naive, _ in PAGE_PAIRS:
+        path, status, queries_before, queries_after, ms_before, ms_after, speedup = table_row(
+            output, naive.label
+        )
+        assert path == naive.path()
+        assert status == "200"
+        assert int(queries_after) <= int(queries_before)
+        assert float(ms_before) > 0 and float(ms_after) > 0
+        assert speedup.endswith("x")
+    dashboard = table_row(output, "Dashboard")
+    assert int(dashboard[2]) > 5 * int(dashboard[3])
+    # The naive pages' findings, with their fixes; none left on the optimized pages.
+    assert "What django_dbperf found on the naive pages, with the fix for each:" in output
     assert 'fix: add .select_related("owner") to the Event queryset' in output
+    assert output.rstrip().endswith("The optimized pages: no findings.")
+
+
+def test_demo_report_prints_findings_left_on_the_optimized_pages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Pair the event list with itself: its "optimized" side then has the naive findings.
+    event_list = Page("Event list", "event_list")
+    monkeypatch.setattr(demo_report, "PAGE_PAIRS", [(event_list, event_list)])
+    seed_demo(events=5)
+    output = run("demo_report", repeat=1)
+    assert re.search(r"The optimized pages still have \d+ finding\(s\):", output)
+    assert "no findings" not in output
+    left = output.split("The optimized pages still have")[1]
+    assert "Event list (/events/):" in left
+    assert "N+1 on scheduler.Event.owner" in left
 
 
 def test_demo_report_needs_seeded_data() -> None:

@@ -17,7 +17,9 @@ Never stale, even across outages:
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
+import pickle
 import secrets
 import threading
 import time
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import BaseCache, caches
+from django.db import DJANGO_VERSION_PICKLE_KEY
+from django.db.models import QuerySet
 
 from django_dbperf.conf import get_config
 
@@ -155,13 +159,15 @@ class CacheStore:
             stored = found.get(entry_key)
             epoch = found.get(epoch_key)
             if not self._renew_epoch and epoch is not None and stored is not None:
-                stored_epoch, stored_versions, payload = stored
+                stored_epoch, stored_versions, blob = stored
                 if (
                     stored_epoch == epoch
                     and None not in versions.values()
                     and (stored_versions == versions)
                 ):
-                    return Lookup(True, payload, epoch, versions)
+                    payload = _loads(blob)
+                    if payload is not _UNREADABLE:
+                        return Lookup(True, payload, epoch, versions)
             epoch = self._current_epoch(epoch)
             missing = {
                 key: secrets.token_hex(8) for key, value in versions.items() if value is None
@@ -180,7 +186,14 @@ class CacheStore:
         if None in lookup.versions.values() or lookup.epoch is None:
             return
         try:
-            value = (lookup.epoch, dict(lookup.versions), payload)
+            blob = _dumps(payload)
+        except Exception as error:
+            # Not a cache failure: this result cannot be cached (e.g. an ORM patched by
+            # another package). It is served uncached; the cache stays in use.
+            logger.debug("django_dbperf cache: result not stored, it cannot be pickled: %s", error)
+            return
+        try:
+            value = (lookup.epoch, dict(lookup.versions), blob)
             self.cache.set(self.key("entry", entry), value, timeout=ttl)
         except Exception as error:
             self.failed(error, "a cache write")
@@ -271,6 +284,53 @@ class CacheStore:
             subject, event = keys[key]
             result[subject][event] = int(value)
         return result
+
+
+_UNREADABLE = object()
+
+
+def _rebuild_queryset(cls: type[QuerySet[Any]], state: dict[str, Any]) -> QuerySet[Any]:
+    queryset = cls.__new__(cls)
+    queryset.__setstate__(state)  # type: ignore[attr-defined]
+    return queryset
+
+
+_queryset_keys: dict[type[Any], frozenset[str]] = {}
+
+
+def _own_state(queryset: QuerySet[Any]) -> dict[str, Any]:
+    """The state Django's own QuerySet keeps, without attributes other tools set on it."""
+    cls = type(queryset)
+    keys = _queryset_keys.get(cls)
+    if keys is None:
+        keys = _queryset_keys[cls] = frozenset(vars(QuerySet(model=queryset.model))) | {
+            DJANGO_VERSION_PICKLE_KEY
+        }
+    return {key: value for key, value in queryset.__getstate__().items() if key in keys}
+
+
+class _ResultPickler(pickle.Pickler):
+    """Pickles the querysets that prefetch caches hold with Django's own state only: tools
+    such as nplusone set functions and context on them, which pickle refuses."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, QuerySet):
+            return _rebuild_queryset, (type(obj), _own_state(obj))
+        return NotImplemented
+
+
+def _dumps(payload: Any) -> bytes:
+    buffer = io.BytesIO()
+    _ResultPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
+    return buffer.getvalue()
+
+
+def _loads(blob: object) -> Any:
+    """The stored result, or ``_UNREADABLE`` for garbage or a payload of an older code version."""
+    try:
+        return pickle.loads(blob)  # type: ignore[arg-type]
+    except Exception:
+        return _UNREADABLE
 
 
 def entry_name(*parts: object) -> str:

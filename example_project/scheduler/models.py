@@ -1,14 +1,25 @@
 """The scheduler's data model: servers, tags, workflows, events (job definitions), jobs and logs.
 
 Deliberately the "before" picture: only the indexes Django adds by default (primary keys,
-foreign keys, unique constraints), and no ordering on the big tables.
+foreign keys, unique constraints), and no ordering on the big tables. ``objects`` stays the
+default manager, so the naive pages stay naive; the optimized pages (``fast_views``) read through
+the ``eager`` managers, whose profiles name the relations each page shows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from django_dbperf.managers import EagerManager
+
+# Newest first; the pk breaks ties between equal timestamps, so that every query (naive or
+# optimized) lists the same rows in the same order.
+NEWEST_JOBS_FIRST = ("-started_at", "-pk")
+NEWEST_LOGS_FIRST = ("-created_at", "-pk")
 
 
 class Server(models.Model):
@@ -48,6 +59,11 @@ class Workflow(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = models.Manager()
+    # Nodes and connections come as Prefetch objects built from their own eager managers
+    # (fast_views.workflow_detail): one query each, with their foreign keys joined.
+    eager = EagerManager(profiles={"detail": ["owner"]}, default="detail")
+
     class Meta:
         ordering = ["name"]
 
@@ -75,12 +91,50 @@ class Event(models.Model):
         Server, through="EventServer", blank=True, related_name="events"
     )
 
+    objects = models.Manager()
+    eager = EagerManager(
+        profiles={
+            "list": ["owner", "workflow", "tags", "servers", "variables"],
+            "dashboard": ["owner", "tags"],
+        },
+        default="list",
+    )
+
     def __str__(self) -> str:
         return self.name
 
+    # The naive pages call these per event, one query each: their N+1s. The optimized querysets
+    # load the same data for every event at once (including_counts(), a prefetch, whose rows
+    # .count() counts without a query, or Prefetch(to_attr=...)) and these read it from there,
+    # so both kinds of page share their templates and serializers.
+
+    @property
+    def server_count(self) -> int:
+        return self._related_count("servers")
+
+    @property
+    def variable_count(self) -> int:
+        return self._related_count("variables")
+
+    def _related_count(self, relation: str) -> int:
+        annotated: int | None = getattr(self, f"{relation}_count", None)
+        if annotated is not None:
+            return annotated
+        return int(getattr(self, relation).count())
+
     def last_job(self) -> Job | None:
-        """The most recent run; one query per call, which is the point of the naive pages."""
-        return self.jobs.order_by("-started_at").first()
+        """The most recent run: the ``latest_jobs`` prefetch if loaded, else one query per call."""
+        latest: list[Job] | None = getattr(self, "latest_jobs", None)
+        if latest is not None:
+            return latest[0] if latest else None
+        return self.jobs.order_by(*NEWEST_JOBS_FIRST).first()
+
+    def jobs_newest_first(self) -> Iterable[Job]:
+        """Every run, newest first: the ``newest_jobs`` prefetch when there is one, else a query."""
+        prefetched: list[Job] | None = getattr(self, "newest_jobs", None)
+        if prefetched is not None:
+            return prefetched
+        return self.jobs.order_by(*NEWEST_JOBS_FIRST)
 
 
 class EventServer(models.Model):
@@ -132,6 +186,9 @@ class WorkflowNode(models.Model):
     position_x = models.IntegerField(default=0)
     position_y = models.IntegerField(default=0)
 
+    objects = models.Manager()
+    eager = EagerManager(profiles={"graph": ["event__owner"]}, default="graph")
+
     def __str__(self) -> str:
         return self.name
 
@@ -148,6 +205,9 @@ class WorkflowConnection(models.Model):
     condition = models.CharField(
         max_length=10, choices=Condition.choices, default=Condition.SUCCESS
     )
+
+    objects = models.Manager()
+    eager = EagerManager(profiles={"graph": ["source", "target"]}, default="graph")
 
     def __str__(self) -> str:
         return f"{self.source_id} -> {self.target_id} ({self.condition})"
@@ -169,6 +229,10 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
 
+    objects = models.Manager()
+    # The logs come as a Prefetch ordered by pk (fast_views), so they read as they were written.
+    eager = EagerManager(profiles={"detail": ["server"]}, default="detail")
+
     def __str__(self) -> str:
         return f"Job {self.pk} ({self.status})"
 
@@ -184,6 +248,9 @@ class JobLog(models.Model):
     level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
     message = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = models.Manager()
+    eager = EagerManager(profiles={"list": ["job__event", "job__server"]}, default="list")
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.message[:50]}"

@@ -1,4 +1,4 @@
-"""The naive pages a report can request, one entry per page or JSON endpoint."""
+"""The pages a report can request: each naive page or JSON endpoint, and its optimized twin."""
 
 from __future__ import annotations
 
@@ -49,3 +49,13 @@ NAIVE_PAGES: list[Page] = [
     Page("API: event detail", "api_event_detail", _first(Event)),
     Page("API: dashboard", "api_dashboard"),
 ]
+
+
+def optimized(page: Page) -> Page:
+    """The twin of a naive page: same label and row, URL name ``fast_<name>``."""
+    return Page(page.label, f"fast_{page.url_name}", page.kwargs)
+
+
+OPTIMIZED_PAGES: list[Page] = [optimized(page) for page in NAIVE_PAGES]
+# (naive, optimized) per page, in NAIVE_PAGES order: the rows of the before/after table.
+PAGE_PAIRS: list[tuple[Page, Page]] = list(zip(NAIVE_PAGES, OPTIMIZED_PAGES, strict=True))

@@ -12,7 +12,13 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 
 from example_project.scheduler import dashboard as dashboard_stats
-from example_project.scheduler.models import Event, JobLog, Workflow
+from example_project.scheduler.models import (
+    NEWEST_JOBS_FIRST,
+    NEWEST_LOGS_FIRST,
+    Event,
+    JobLog,
+    Workflow,
+)
 from example_project.scheduler.serializers import (
     serialize_dashboard,
     serialize_event,
@@ -47,7 +53,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
 @require_safe
 def event_detail(request: HttpRequest, pk: int) -> HttpResponse:
     event = get_object_or_404(Event, pk=pk)
-    context = {"event": event, "jobs": event.jobs.order_by("-started_at")}
+    context = {"event": event, "jobs": event.jobs.order_by(*NEWEST_JOBS_FIRST)}
     return render(request, "scheduler/event_detail.html", context)
 
 
@@ -60,7 +66,7 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_safe
 def log_list(request: HttpRequest) -> HttpResponse:
     # Sorting on an unindexed column of the biggest table: part of the "before" picture.
-    logs = JobLog.objects.order_by("-created_at")[:LATEST_LOGS]
+    logs = JobLog.objects.order_by(*NEWEST_LOGS_FIRST)[:LATEST_LOGS]
     return render(request, "scheduler/log_list.html", {"logs": logs})
 
 

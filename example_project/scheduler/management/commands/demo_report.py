@@ -1,4 +1,4 @@
-"""Print queries and time per naive page: the "before" picture of ``make demo``."""
+"""Print each naive page next to its optimized twin: the before/after table of ``make demo``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from django.db import connection
 from django.test import Client, override_settings
 
 from example_project.scheduler.models import Event
-from example_project.scheduler.pages import NAIVE_PAGES, PageUnavailable
-from example_project.scheduler.report import format_findings, format_table, measure
+from example_project.scheduler.pages import PAGE_PAIRS, PageUnavailable
+from example_project.scheduler.report import compare, format_comparison, format_findings
 
 
 class Command(BaseCommand):
-    help = "Request every naive page of the example project and print its queries and time."
+    help = (
+        "Request every naive page of the example project and its optimized twin; print their "
+        "queries and time, then what django_dbperf found on the naive pages."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -33,15 +36,26 @@ class Command(BaseCommand):
         quiet = {**getattr(settings, "DBPERF", {}), "ENABLED": False}
         try:
             with override_settings(DBPERF=quiet):
-                measurements = [measure(client, page, repeat) for page in NAIVE_PAGES]
+                comparisons = [compare(client, naive, fast, repeat) for naive, fast in PAGE_PAIRS]
         except PageUnavailable as error:
             raise CommandError(str(error)) from error
         self.stdout.write(
-            f"Naive pages, {events} events, {connection.vendor} "
-            f"(median of {repeat} request{'s' * (repeat > 1)}):\n"
+            f"Each naive page (before) and its optimized twin under /fast/ (after), {events} "
+            f"events, {connection.vendor}, median of {repeat} request{'s' * (repeat > 1)}:\n"
         )
-        self.stdout.write(format_table(measurements))
-        findings = format_findings(measurements)
+        self.stdout.write(format_comparison(comparisons))
+        before = sum(c.before.queries for c in comparisons)
+        after = sum(c.after.queries for c in comparisons)
+        self.stdout.write(f"\nAll pages: {before} queries before, {after} after.")
+        findings = format_findings(c.before for c in comparisons)
         if findings:
-            self.stdout.write("\nWhat django_dbperf found, with the fix for each:\n")
+            heading = "What django_dbperf found on the naive pages, with the fix for each:"
+            self.stdout.write(f"\n{heading}\n")
             self.stdout.write(findings)
+        leftover = format_findings(c.after for c in comparisons)
+        if leftover:
+            count = sum(len(c.after.findings) for c in comparisons)
+            self.stdout.write(f"\nThe optimized pages still have {count} finding(s):\n")
+            self.stdout.write(leftover)
+        else:
+            self.stdout.write("\nThe optimized pages: no findings.")
