@@ -15,7 +15,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import django
 from django.core.exceptions import FieldDoesNotExist, FieldError
 from django.db import models
-from django.db.models import Count, ForeignObjectRel, Model, Prefetch, QuerySet
+from django.db.models import (
+    Count,
+    ForeignObjectRel,
+    IntegerField,
+    Model,
+    OuterRef,
+    Prefetch,
+    QuerySet,
+    Subquery,
+)
+from django.db.models.functions import Coalesce
 from django.utils.module_loading import import_string
 
 from django_dbperf.conf import get_config
@@ -82,6 +92,10 @@ def plan(model: type[Model], paths: Iterable[Path]) -> EagerPlan:
     select: list[str] = []
     prefetch: list[Path] = []
     for path in paths:
+        if callable(path):
+            # A factory, evaluated when the profile is applied: it may name models defined
+            # later in models.py, or settings read at request time.
+            path = path()
         if isinstance(path, Prefetch):
             # Django validates the rest of a Prefetch; its first hop is checked here, early.
             _relation(model, path.prefetch_through.split("__")[0], path.prefetch_through)
@@ -107,6 +121,37 @@ def plan(model: type[Model], paths: Iterable[Path]) -> EagerPlan:
                 select.append("__".join(joined))
             prefetch.append(path)
     return EagerPlan(tuple(dict.fromkeys(select)), tuple(prefetch))
+
+
+def _rows_of(model: type[Model], field: Any) -> tuple[QuerySet[Any], str]:
+    """The related rows of one ``OuterRef("pk")`` instance, and the column they share."""
+    if field.many_to_many:
+        reverse = isinstance(field, ForeignObjectRel)
+        m2m: Any = field.field if reverse else field
+        through = m2m.remote_field.through
+        # The through model's foreign key pointing at this side of the relation.
+        source = m2m.m2m_reverse_field_name() if reverse else m2m.m2m_field_name()
+        return through._base_manager.filter(**{source: OuterRef("pk")}), source
+    if isinstance(field, ForeignObjectRel):  # a reverse foreign key
+        name = field.field.name
+        return field.related_model._base_manager.filter(**{name: OuterRef("pk")}), name
+    # A generic relation: rows of this content type pointing at the instance.
+    from django.contrib.contenttypes.models import ContentType
+
+    content_type = ContentType.objects.get_for_model(
+        model, for_concrete_model=field.for_concrete_model
+    )
+    rows = field.related_model._base_manager.filter(
+        **{field.content_type_field_name: content_type, field.object_id_field_name: OuterRef("pk")}
+    )
+    return rows, field.object_id_field_name
+
+
+def count_subquery(model: type[Model], field: Any) -> Coalesce:
+    """``COUNT(*)`` of the related rows as a correlated subquery (0 when there are none)."""
+    rows, column = _rows_of(model, field)
+    counted = rows.order_by().values(column).annotate(n=Count("*")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
 def resolve_fetch_mode(mode: Any) -> Any:
@@ -182,7 +227,11 @@ class EagerQuerySetMixin(_QuerySetBase):
         return queryset
 
     def including_counts(self, *names: str) -> Self:
-        """Annotate ``<name>_count`` for each multi-valued relation, in the same query."""
+        """Annotate ``<name>_count`` for each multi-valued relation, in the same query.
+
+        Each count is a correlated subquery: it is computed for the rows returned (a page of
+        50 costs 50 counts, not the whole table's), and the queryset keeps its ordering.
+        """
         annotations = {}
         for name in names:
             field = _relation(self.model, name, name)
@@ -191,10 +240,7 @@ class EagerQuerySetMixin(_QuerySetBase):
                     f"including_counts({name!r}): {self.model.__name__}.{name} is not a "
                     "many-valued relation (reverse foreign key or many-to-many)."
                 )
-            reverse = isinstance(field, ForeignObjectRel)
-            lookup = field.field.related_query_name() if reverse else field.name
-            # distinct: several counts in one query join several tables.
-            annotations[f"{name}_count"] = Count(lookup, distinct=True)
+            annotations[f"{name}_count"] = count_subquery(self.model, field)
         return self.annotate(**annotations)
 
     def _has_prefetches(self) -> bool:

@@ -312,3 +312,24 @@ def test_default_fetch_mode_by_dotted_path(library: list[Book]) -> None:
     from django_dbperf.capture.fetch_mode import FETCH_RECORD
 
     assert Book.eager.all()._fetch_mode is FETCH_RECORD
+
+
+def test_including_counts_keeps_the_default_ordering(library: list[Book]) -> None:
+    from example_project.scheduler.models import Workflow
+
+    # A GROUP BY would drop Meta.ordering (["name"]); correlated subqueries keep it.
+    assert Workflow.eager.including_counts("events").query.get_meta().ordering == ["name"]
+    assert Workflow.eager.including_counts("events").ordered
+    paged = list(Author.with_profiles.order_by("name").including_counts("books")[:2])
+    assert [a.books_count for a in paged] == [3, 3]
+
+
+def test_profile_entries_can_be_factories(library: list[Book]) -> None:
+    from django_dbperf.managers import plan
+
+    def good_reviews() -> Prefetch:  # type: ignore[type-arg]
+        return Prefetch("reviews", queryset=Review.objects.filter(rating__gte=3), to_attr="good")
+
+    eager = plan(Book, ["author", good_reviews])
+    assert eager.select == ("author",)
+    assert [p.to_attr for p in eager.prefetch] == ["good"]  # type: ignore[union-attr]
