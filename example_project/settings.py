@@ -74,7 +74,12 @@ CACHES = {
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
 
-DBPERF: dict[str, object] = {"ON_NPLUSONE": os.environ.get("DBPERF_ON_NPLUSONE", "log")}
+DBPERF: dict[str, object] = {
+    "ON_NPLUSONE": os.environ.get("DBPERF_ON_NPLUSONE", "log"),
+    # Cached querysets (the /cached/ dashboard) in the default cache: Valkey/Redis when REDIS_URL
+    # is set; local memory otherwise, which check dbperf.E010 allows only while DEBUG is on.
+    "CACHE": {"ALIAS": "default"},
+}
 
 LOGGING = {
     "version": 1,

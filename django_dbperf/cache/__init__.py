@@ -11,6 +11,8 @@ from django.db.models import Model
 
 from django_dbperf.cache.invalidation import model_tables
 from django_dbperf.cache.queryset import (
+    CachingEagerManager,
+    CachingEagerQuerySet,
     CachingManager,
     CachingManagerMixin,
     CachingQuerySet,
@@ -19,6 +21,8 @@ from django_dbperf.cache.queryset import (
 from django_dbperf.cache.store import STORE
 
 __all__ = [
+    "CachingEagerManager",
+    "CachingEagerQuerySet",
     "CachingManager",
     "CachingManagerMixin",
     "CachingQuerySet",

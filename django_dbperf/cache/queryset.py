@@ -24,6 +24,7 @@ from django_dbperf.cache.store import STORE, Lookup, entry_name
 from django_dbperf.cache.tables import read_tables, tables_of_queryset
 from django_dbperf.capture import recording
 from django_dbperf.conf import cache_configured, get_config
+from django_dbperf.managers import EagerManagerMixin, EagerQuerySet
 
 if TYPE_CHECKING:
     _QuerySetBase = QuerySet[Any]
@@ -242,3 +243,15 @@ class CachingManagerMixin:
 
 class CachingManager(CachingManagerMixin, models.Manager.from_queryset(CachingQuerySet)):  # type: ignore[misc]
     """``objects = CachingManager()``; ``Model.objects.filter(...).cached(ttl=60)``."""
+
+
+class CachingEagerQuerySet(CachingQuerySetMixin, EagerQuerySet):
+    """``cached()`` and the eager-loading methods (``including()``, ``profile()``...) at once."""
+
+
+class CachingEagerManager(
+    CachingManagerMixin,
+    EagerManagerMixin,
+    models.Manager.from_queryset(CachingEagerQuerySet),  # type: ignore[misc]
+):
+    """``EagerManager`` whose querysets can also be ``cached()``."""

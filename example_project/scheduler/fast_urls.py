@@ -12,6 +12,7 @@ from example_project.scheduler import fast_views
 
 urlpatterns = [
     path("fast/", fast_views.dashboard, name="fast_dashboard"),
+    path("cached/", fast_views.cached_dashboard, name="cached_dashboard"),
     path("fast/events/", fast_views.event_list, name="fast_event_list"),
     path("fast/events/<int:pk>/", fast_views.event_detail, name="fast_event_detail"),
     path("fast/workflows/<int:pk>/", fast_views.workflow_detail, name="fast_workflow_detail"),

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from django_dbperf.cache import CachingEagerManager, CachingManager
 from django_dbperf.managers import EagerManager
 
 # Newest first; the pk breaks ties between equal timestamps, so that every query (naive or
@@ -32,6 +33,9 @@ class Server(models.Model):
     )
     # A default rather than auto_now_add so the seed can write reproducible timestamps.
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = models.Manager()
+    cache = CachingManager()  # for the cached dashboard
 
     class Meta:
         ordering = ["name"]
@@ -92,7 +96,8 @@ class Event(models.Model):
     )
 
     objects = models.Manager()
-    eager = EagerManager(
+    # Eager loading, and cached() for the cached dashboard.
+    eager = CachingEagerManager(
         profiles={
             "list": ["owner", "workflow", "tags", "servers", "variables"],
             "dashboard": ["owner", "tags"],
@@ -231,7 +236,7 @@ class Job(models.Model):
 
     objects = models.Manager()
     # The logs come as a Prefetch ordered by pk (fast_views), so they read as they were written.
-    eager = EagerManager(profiles={"detail": ["server"]}, default="detail")
+    eager = CachingEagerManager(profiles={"detail": ["server"]}, default="detail")
 
     def __str__(self) -> str:
         return f"Job {self.pk} ({self.status})"

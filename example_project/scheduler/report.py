@@ -150,3 +150,83 @@ def format_findings(measurements: Iterable[Measurement]) -> str:
                       enumerate(m.findings, 1)]  # fmt: skip
             blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+# The models the cached dashboard reads through cached querysets.
+CACHED_DASHBOARD_MODELS = ("scheduler.Event", "scheduler.Server", "scheduler.Job")
+
+
+@dataclass(frozen=True)
+class CachedRun:
+    requests: int
+    writes: int
+    hits: int
+    misses: int
+    median_ms: float
+    fast_median_ms: float
+    matched: bool  # every response checked was the optimized page, byte for byte
+
+    @property
+    def hit_ratio(self) -> float:
+        looked_up = self.hits + self.misses
+        return self.hits / looked_up if looked_up else 0.0
+
+
+def _hits_and_misses() -> tuple[int, int]:
+    from django_dbperf import cache
+
+    counts = cache.stats()
+    hits = sum(counts.get(label, {}).get("hit", 0) for label in CACHED_DASHBOARD_MODELS)
+    misses = sum(counts.get(label, {}).get("miss", 0) for label in CACHED_DASHBOARD_MODELS)
+    return hits, misses
+
+
+def run_cached_dashboard(client: Client, requests: int = 30, write_every: int = 10) -> CachedRun:
+    """Request ``/cached/`` repeatedly, with a write to the events every ``write_every``
+    requests (which must invalidate), and compare responses with the optimized page."""
+    from django.db.models import F
+    from django.urls import reverse
+
+    from example_project.scheduler.models import Event
+
+    cached_path = reverse("scheduler:cached_dashboard")
+    fast_path = reverse("scheduler:fast_dashboard")
+    event = Event.objects.order_by("pk").values_list("pk", flat=True).first()
+    hits_before, misses_before = _hits_and_misses()
+    timings, fast_timings, matched, writes = [], [], True, 0
+    for number in range(requests):
+        if number % write_every == 0:
+            # A real write (an UPDATE of one row), though it changes no value.
+            Event.objects.filter(pk=event).update(enabled=F("enabled"))
+            writes += 1
+        started = time.perf_counter()
+        cached = client.get(cached_path)
+        timings.append((time.perf_counter() - started) * 1000)
+        if number % write_every in (0, 1):  # right after a write, and the hit after it
+            started = time.perf_counter()
+            fast = client.get(fast_path)
+            fast_timings.append((time.perf_counter() - started) * 1000)
+            matched = matched and cached.content == fast.content
+    hits_after, misses_after = _hits_and_misses()
+    return CachedRun(
+        requests=requests,
+        writes=writes,
+        hits=hits_after - hits_before,
+        misses=misses_after - misses_before,
+        median_ms=statistics.median(timings),
+        fast_median_ms=statistics.median(fast_timings),
+        matched=matched,
+    )
+
+
+def format_cached_run(run: CachedRun) -> str:
+    return (
+        f"Cached dashboard (/cached/): {run.requests} requests, {run.writes} writes to the events "
+        f"in between.\n"
+        f"  hit ratio {run.hit_ratio:.0%} ({run.hits} hits, {run.misses} misses: each write "
+        "invalidates the cached events)\n"
+        f"  median {run.median_ms:.1f} ms per request; the optimized page "
+        f"{run.fast_median_ms:.1f} ms\n"
+        f"  {'every' if run.matched else 'NOT every'} response checked matched the optimized "
+        "page byte for byte"
+    )

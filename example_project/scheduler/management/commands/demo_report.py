@@ -9,9 +9,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 from django.test import Client, override_settings
 
+from django_dbperf.conf import cache_configured
 from example_project.scheduler.models import Event
 from example_project.scheduler.pages import PAGE_PAIRS, PageUnavailable
-from example_project.scheduler.report import compare, format_comparison, format_findings
+from example_project.scheduler.report import (
+    compare,
+    format_cached_run,
+    format_comparison,
+    format_findings,
+    run_cached_dashboard,
+)
 
 
 class Command(BaseCommand):
@@ -33,7 +40,7 @@ class Command(BaseCommand):
             raise CommandError("There are no events: run `manage.py seed_demo` first.")
         client = Client()
         # The report captures each request itself; the middleware would only log it twice.
-        quiet = {**getattr(settings, "DBPERF", {}), "ENABLED": False}
+        quiet = {**getattr(settings, "DBPERF", {}), "SAMPLE_RATE": 0.0}
         try:
             with override_settings(DBPERF=quiet):
                 comparisons = [compare(client, naive, fast, repeat) for naive, fast in PAGE_PAIRS]
@@ -59,3 +66,6 @@ class Command(BaseCommand):
             self.stdout.write(leftover)
         else:
             self.stdout.write("\nThe optimized pages: no findings.")
+        if cache_configured():
+            with override_settings(DBPERF=quiet):
+                self.stdout.write("\n" + format_cached_run(run_cached_dashboard(client)))
