@@ -348,4 +348,13 @@ def test_stats_count_hits_misses_and_invalidations(library: list[Book]) -> None:
     after = dbperf_cache.stats()
     assert after["testapp.Book"]["hit"] - before["hit"] == 2
     assert after["testapp.Book"]["miss"] - before["miss"] == 1
-    assert after["testapp_book"]["invalidation"] >= 1
+    assert after["testapp.Book"]["invalidation"] >= 1
+
+
+def test_stats_per_tag(library: list[Book]) -> None:
+    for _ in range(3):
+        Book.cache.plain().cached(tags=["shelf"]).count()
+    dbperf_cache.invalidate_tags("shelf")
+    Book.cache.plain().cached(tags=["shelf"]).count()
+    counts = dbperf_cache.stats()["tag:shelf"]
+    assert (counts["hit"], counts["miss"], counts["invalidation"]) == (2, 2, 1)

@@ -45,6 +45,8 @@ def invalidate(*models_or_labels: type[Model] | str) -> None:
 
 def invalidate_tags(*tags: str) -> None:
     """Invalidate every cached queryset stored with one of these tags."""
+    for tag in tags:
+        STORE.count(f"tag:{tag}", "invalidation")
     STORE.bump(tags=tags)
 
 

@@ -12,10 +12,12 @@ transaction registered no commit bump; its early bump only cost a miss.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.apps import apps
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
@@ -61,7 +63,7 @@ def tables_written(connection: BaseDatabaseWrapper, tables: Iterable[str]) -> No
     if not tables or not cache_configured():
         return
     for table in tables:
-        STORE.count(table, "invalidation")
+        STORE.count(model_label(table), "invalidation")
     STORE.bump(tables)
     if not connection.in_atomic_block:
         return
@@ -100,6 +102,16 @@ def install(connection: BaseDatabaseWrapper, **kwargs: object) -> None:
 def install_on_open_connections() -> None:
     for connection in connections.all(initialized_only=True):
         install(connection)
+
+
+@functools.cache
+def _labels_by_table() -> dict[str, str]:
+    return {model._meta.db_table: model._meta.label for model in apps.get_models()}
+
+
+def model_label(table: str) -> str:
+    """``"app_label.Model"`` for a model's table; the table name itself for others."""
+    return _labels_by_table().get(table, table)
 
 
 def model_tables(model: type[Model]) -> set[str]:

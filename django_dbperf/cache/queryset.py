@@ -148,6 +148,8 @@ class CachingQuerySetMixin(_QuerySetBase):
                 STORE.count(f"tag:{tag}", "hit")
             return lookup.payload
         STORE.count(label, "miss")
+        for tag in options.tags:
+            STORE.count(f"tag:{tag}", "miss")
         if not options.lock:
             return self._compute_and_store(entry, lookup, tables, compute, options)
         acquired, waited = self._wait_for_recompute(entry, tables, options)
