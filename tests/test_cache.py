@@ -358,3 +358,32 @@ def test_stats_per_tag(library: list[Book]) -> None:
     Book.cache.plain().cached(tags=["shelf"]).count()
     counts = dbperf_cache.stats()["tag:shelf"]
     assert (counts["hit"], counts["miss"], counts["invalidation"]) == (2, 2, 1)
+
+
+def test_signals_invalidate_where_statements_are_not_seen(library: list[Book]) -> None:
+    from django_dbperf.cache import invalidation
+
+    book_titles()
+    connection.execute_wrappers.remove(invalidation.write_wrapper)
+    try:
+        book = first_book()
+        book.title = "Seen by post_save only"
+        book.save()
+        assert book_titles() == fresh_book_titles()
+        book.tags.add(Tag.objects.first())  # type: ignore[arg-type]
+        assert book_tags() == fresh()[0]
+        Book.objects.filter(pk=book.pk).delete()  # post_delete
+        assert book_titles() == fresh_book_titles()
+    finally:
+        invalidation.install(connection)
+
+
+def test_save_bumps_once(library: list[Book], monkeypatch: pytest.MonkeyPatch) -> None:
+    from django_dbperf.cache.store import STORE
+
+    bumps: list[set[str]] = []
+    original = STORE.bump
+    monkeypatch.setattr(STORE, "bump", lambda tables=(), tags=(): bumps.append(set(tables))
+                        or original(tables, tags))  # fmt: skip
+    first_book().save()
+    assert bumps == [{"testapp_book"}]

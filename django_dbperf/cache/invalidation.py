@@ -119,12 +119,20 @@ def model_tables(model: type[Model]) -> set[str]:
     return {model._meta.db_table} | {parent._meta.db_table for parent in model._meta.parents}
 
 
+def _statements_seen(using: str) -> bool:
+    """Whether the statement wrapper already invalidated this connection's writes."""
+    return write_wrapper in connections[using].execute_wrappers
+
+
 def on_save_or_delete(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> None:
-    tables_written(connections[using], model_tables(sender))
+    # The safety net for a connection without the statement wrapper; with it, the statement
+    # already bumped these tables and a second round trip would only slow save() down.
+    if not _statements_seen(using):
+        tables_written(connections[using], model_tables(sender))
 
 
 def on_m2m_changed(
     sender: type[Model], instance: Model, action: str, using: str, **kwargs: Any
 ) -> None:
-    if action.startswith("post_"):
+    if action.startswith("post_") and not _statements_seen(using):
         tables_written(connections[using], {sender._meta.db_table})

@@ -47,8 +47,8 @@ class Lookup:
 
     hit: bool
     payload: Any
-    epoch: str | None
-    versions: Mapping[str, str | None]
+    epoch: int | None
+    versions: Mapping[str, int | None]
 
 
 class CacheStore:
@@ -130,21 +130,21 @@ class CacheStore:
                 self._renew_epoch = True  # restarted (maybe from an older snapshot)
             self._run_id = run_id
 
-    def _current_epoch(self, seen: str | None) -> str:
+    def _current_epoch(self, seen: int | None) -> int:
         """The epoch to use: renewed when needed, created when missing."""
         key = self.key("meta", EPOCH)
         if self._renew_epoch:
-            epoch = secrets.token_hex(8)
+            epoch = new_token()
             self.cache.set(key, epoch, timeout=None)
             self._renew_epoch = False
             return epoch
         if seen is not None:
             return seen
-        epoch = secrets.token_hex(8)
+        epoch = new_token()
         if self.cache.add(key, epoch, timeout=None):
             return epoch
         found = self.cache.get(key)
-        return str(found) if found is not None else epoch
+        return int(found) if found is not None else epoch
 
     # --- reads -------------------------------------------------------------------------
 
@@ -169,9 +169,7 @@ class CacheStore:
                     if payload is not _UNREADABLE:
                         return Lookup(True, payload, epoch, versions)
             epoch = self._current_epoch(epoch)
-            missing = {
-                key: secrets.token_hex(8) for key, value in versions.items() if value is None
-            }
+            missing = {key: new_token() for key, value in versions.items() if value is None}
             for key, token in missing.items():
                 # add(): if another process created it first, use theirs.
                 versions[key] = token if self.cache.add(key, token, timeout=None) else None
@@ -218,8 +216,8 @@ class CacheStore:
 
     def bump(self, tables: Iterable[str] = (), tags: Iterable[str] = ()) -> None:
         """New versions for ``tables`` and ``tags``: O(1) per name, no key scans."""
-        new = {self.key("table", t): secrets.token_hex(8) for t in tables}
-        new |= {self.key("tag", t): secrets.token_hex(8) for t in tags}
+        new = {self.key("table", t): new_token() for t in tables}
+        new |= {self.key("tag", t): new_token() for t in tags}
         if not new:
             return
         if not self.available:
@@ -227,10 +225,20 @@ class CacheStore:
             self._renew_epoch = True
             return
         try:
-            self.cache.set_many(new, timeout=None)
+            self._set_forever(new)
         except Exception as error:
             self._renew_epoch = True
             self.failed(error, "invalidation")
+
+    def _set_forever(self, values: dict[str, int]) -> None:
+        """One ``MSET`` on django-redis (a write's whole cost here); ``set_many`` elsewhere."""
+        client = getattr(self.cache, "client", None)
+        get_client = getattr(client, "get_client", None)
+        if get_client is None:
+            self.cache.set_many(values, timeout=None)
+            return
+        make_key, encode = client.make_key, client.encode  # type: ignore[union-attr]
+        get_client(write=True).mset({make_key(key): encode(value) for key, value in values.items()})
 
     def invalidate_all(self) -> None:
         self._renew_epoch = True
@@ -331,6 +339,14 @@ def _loads(blob: object) -> Any:
         return pickle.loads(blob)  # type: ignore[arg-type]
     except Exception:
         return _UNREADABLE
+
+
+def new_token() -> int:
+    """A random version: never equal to one that existed before (so a reset never matches).
+
+    An integer, which django-redis stores and reads back without pickling.
+    """
+    return secrets.randbits(62) + 1
 
 
 def entry_name(*parts: object) -> str:
