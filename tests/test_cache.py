@@ -387,3 +387,38 @@ def test_save_bumps_once(library: list[Book], monkeypatch: pytest.MonkeyPatch) -
                         or original(tables, tags))  # fmt: skip
     first_book().save()
     assert bumps == [{"testapp_book"}]
+
+
+def test_select_for_update_always_reaches_the_database(library: list[Book]) -> None:
+    # On PostgreSQL (READ COMMITTED) results may be stored inside a transaction: the second
+    # read would be a hit if select_for_update() were cached.
+    with transaction.atomic():
+        _, cold = queries(lambda: list(Book.cache.select_for_update().cached()))
+        _, warm = queries(lambda: list(Book.cache.select_for_update().cached()))
+    assert cold == warm == 1
+
+
+def test_empty_prefetch_queryset_is_cached(library: list[Book]) -> None:
+    def nothing_prefetched() -> list[list[int]]:
+        none = Prefetch("reviews", Review.objects.filter(pk__in=[]), "none")
+        return [[r.pk for r in b.none] for b in Book.cache.plain().prefetch_related(none).cached()]
+
+    assert nothing_prefetched() == [[]] * 6
+    _, warm = queries(nothing_prefetched)
+    assert warm == 0
+
+
+def test_entries_depend_on_the_models_columns(library: list[Book]) -> None:
+    from django_dbperf.cache import queryset as cached_queryset
+
+    book_titles()
+    _, warm = queries(book_titles)
+    assert warm == 0
+    # As if a migration had added a column: entries pickled with the old fields are not read.
+    original = cached_queryset._fields_signature
+    try:
+        cached_queryset._fields_signature = lambda model: original(model) + ",new_column"  # type: ignore[assignment]
+        _, after = queries(book_titles)
+    finally:
+        cached_queryset._fields_signature = original
+    assert after == 1

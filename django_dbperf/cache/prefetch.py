@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db.models import ForeignObjectRel, Model, Prefetch
 
 UNKNOWN = "*"  # a table that cannot be named in advance: such querysets are not cached
@@ -42,6 +44,7 @@ def prefetch_tables(queryset: Any) -> frozenset[str]:
         if inner is not None:
             from django_dbperf.cache.tables import read_tables
 
-            sql, _ = inner.query.get_compiler(using=inner.db).as_sql()
-            tables |= read_tables(sql) | prefetch_tables(inner)
+            tables |= prefetch_tables(inner)
+            with contextlib.suppress(EmptyResultSet):  # an empty queryset reads nothing
+                tables |= read_tables(inner.query.get_compiler(using=inner.db).as_sql()[0])
     return frozenset(tables)

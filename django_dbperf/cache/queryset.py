@@ -61,12 +61,26 @@ def _require_configuration() -> None:
         )
 
 
+_signatures: dict[type[Model], str] = {}
+
+
+def _fields_signature(model: type[Model]) -> str:
+    """The model's columns: after a migration changes them, old entries are never read."""
+    signature = _signatures.get(model)
+    if signature is None:
+        signature = _signatures[model] = ",".join(f.attname for f in model._meta.concrete_fields)
+    return signature
+
+
 def _prefetch_identity(queryset: QuerySet[Any]) -> list[object]:
     identity: list[object] = []
     for lookup in getattr(queryset, "_prefetch_related_lookups", ()):
         if isinstance(lookup, Prefetch):
             inner = lookup.queryset
-            sql = inner.query.get_compiler(using=inner.db).as_sql() if inner is not None else ""
+            try:
+                sql = inner.query.get_compiler(using=inner.db).as_sql() if inner is not None else ""
+            except EmptyResultSet:
+                sql = "empty"
             identity.append((lookup.prefetch_through, lookup.to_attr, sql))
         else:
             identity.append(lookup)
@@ -124,7 +138,8 @@ class CachingQuerySetMixin(_QuerySetBase):
 
     def _through_cache(self, kind: str, compute: Callable[[], Any], *extra: object) -> Any:
         options = self._dbperf_cache
-        if options is None or not STORE.available:
+        # select_for_update() must reach the database: its point is the lock.
+        if options is None or not STORE.available or self.query.select_for_update:
             return compute()
         try:
             sql, params = self.query.get_compiler(using=self.db).as_sql()
@@ -136,8 +151,8 @@ class CachingQuerySetMixin(_QuerySetBase):
             STORE.count(label, "bypass")
             return compute()
         entry = entry_name(
-            self.db, kind, label, sql, repr(params), self._iterable_class.__name__,
-            _prefetch_identity(self), *extra,
+            self.db, kind, label, _fields_signature(self.model), sql, repr(params),
+            self._iterable_class.__name__, _prefetch_identity(self), *extra,
         )  # fmt: skip
         lookup = STORE.lookup(entry, tables, options.tags)
         if lookup is None:
