@@ -87,10 +87,49 @@ class EagerPlan:
     prefetch: tuple[Path, ...]
 
 
+def _validated(model: type[Model], path: str) -> tuple[list[str], str | None, Any, list[str]]:
+    """Check every hop of ``path``; split it at its first multi-valued hop.
+
+    Returns the single-valued hops before it, the prefix up to and including it (None when
+    every hop is single-valued), the model it leads to (None for a generic foreign key) and
+    the hops after it.
+    """
+    hops = path.split("__")
+    current: Any = model
+    for index, name in enumerate(hops):
+        field = _relation(current, name, path)
+        related = field.related_model
+        if not is_single_valued(field):
+            prefix = "__".join(hops[: index + 1])
+            rest = hops[index + 1 :]
+            if related is not None:  # check the rest too, from the model it leads to
+                _validate_rest(related, rest, path)
+            return hops[:index], prefix, related, rest
+        current = related
+    return hops, None, current, []
+
+
+def _validate_rest(model: type[Model], rest: list[str], path: str) -> None:
+    current: Any = model
+    for name in rest:
+        related = _relation(current, name, path).related_model
+        if related is None:
+            return
+        current = related
+
+
 def plan(model: type[Model], paths: Iterable[Path]) -> EagerPlan:
-    """Split ``paths`` into ``select_related`` and ``prefetch_related`` lookups; validate them."""
+    """Split ``paths`` into ``select_related`` and ``prefetch_related`` lookups; validate them.
+
+    Single-valued hops are joined. Past the first multi-valued hop, the rest of the paths that
+    go through it are planned again on the model it leads to and become the queryset of one
+    ``Prefetch``: ``"nodes__event__owner"`` is two queries (the nodes joined with their event
+    and its owner), not four.
+    """
     select: list[str] = []
     prefetch: list[Path] = []
+    given: list[Prefetch[Any]] = []
+    groups: dict[str, tuple[Any, list[str]]] = {}
     for path in paths:
         if callable(path):
             # A factory, evaluated when the profile is applied: it may name models defined
@@ -99,28 +138,35 @@ def plan(model: type[Model], paths: Iterable[Path]) -> EagerPlan:
         if isinstance(path, Prefetch):
             # Django validates the rest of a Prefetch; its first hop is checked here, early.
             _relation(model, path.prefetch_through.split("__")[0], path.prefetch_through)
-            prefetch.append(path)
+            given.append(path)
             continue
         if not isinstance(path, str) or not path:
             raise TypeError(f"including() takes relation names or Prefetch objects, not {path!r}.")
-        current, joined, all_single = model, [], True
-        for name in path.split("__"):
-            field = _relation(current, name, path)
-            if all_single and is_single_valued(field):
-                joined.append(name)
-            else:
-                all_single = False
-            related = field.related_model
-            if related is None:  # a generic foreign key: its hops beyond cannot be checked
-                break
-            current = related
-        if all_single:
-            select.append(path)
-        else:
-            if joined:
-                select.append("__".join(joined))
-            prefetch.append(path)
-    return EagerPlan(tuple(dict.fromkeys(select)), tuple(prefetch))
+        joined, prefix, related, rest = _validated(model, path)
+        if joined:
+            select.append("__".join(joined))
+        if prefix is not None:
+            group = groups.setdefault(prefix, (related, []))
+            if rest:
+                group[1].append("__".join(rest))
+    taken = {lookup.prefetch_to for lookup in given}
+    for prefix, (related, rests) in groups.items():
+        if not rests or related is None or prefix in taken:
+            # Nothing to push down, a generic relation, or a Prefetch of the caller's own.
+            prefetch += [prefix] if not rests else [f"{prefix}__{rest}" for rest in rests]
+            continue
+        inner = plan(related, rests)
+        queryset = related._default_manager.all()
+        if inner.select:
+            queryset = queryset.select_related(*inner.select)
+        if inner.prefetch:
+            queryset = queryset.prefetch_related(*inner.prefetch)
+        prefetch.append(Prefetch(prefix, queryset=queryset))
+    unique = tuple(dict.fromkeys(select))
+    # "author" adds nothing when "author__profile" is joined anyway.
+    longest = tuple(path for path in unique if not any(o.startswith(f"{path}__") for o in unique))
+    # The caller's Prefetch objects first: Django needs them before the paths that go through.
+    return EagerPlan(longest, (*given, *prefetch))
 
 
 def _rows_of(model: type[Model], field: Any) -> tuple[QuerySet[Any], str]:

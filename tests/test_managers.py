@@ -47,7 +47,7 @@ def assert_no_more_queries(func: object) -> None:
         (Tag, ["books"], (), ("books",)),  # many-to-many, reverse side
         (Book, ["notes"], (), ("notes",)),  # generic relation
         (Review, ["book__tags"], ("book",), ("book__tags",)),  # mixed: select, then prefetch
-        (Author, ["books__publisher"], (), ("books__publisher",)),  # multi, then single
+        (Book, ["author", "author__profile"], ("author__profile",), ()),  # covered by a longer
         (Book, ["author", "author"], ("author",), ()),  # repeated paths collapse
     ],
 )
@@ -57,6 +57,30 @@ def test_plan_chooses_per_hop(
     eager = plan(model, paths)
     assert eager.select == select
     assert eager.prefetch == prefetch
+
+
+def test_hops_after_a_multi_valued_one_are_planned_on_its_model(library: list[Book]) -> None:
+    eager = plan(Author, ["books__publisher", "books__tags", "profile"])
+    assert eager.select == ("profile",)
+    (books,) = eager.prefetch
+    assert isinstance(books, Prefetch) and books.prefetch_to == "books"
+    assert books.queryset.query.select_related == {"publisher": {}}
+    assert books.queryset._prefetch_related_lookups == ("tags",)
+    with capture_queries() as captured:
+        authors = list(Author.with_profiles.including("books__publisher", "books__tags"))
+    # Authors; their books joined with the publisher; the books' tags.
+    assert len(captured) == 3
+    assert_no_more_queries(
+        lambda: [(b.publisher.name, list(b.tags.all())) for a in authors for b in a.books.all()]
+    )
+
+
+def test_a_prefetch_of_the_callers_own_is_kept(library: list[Book]) -> None:
+    own = Prefetch("books", queryset=Book.objects.filter(pages__gt=100))
+    eager = plan(Author, [own, "books__tags"])
+    assert own in eager.prefetch and "books__tags" in eager.prefetch
+    authors = list(Author.with_profiles.including(own, "books__tags"))
+    assert all(b.pages > 100 for a in authors for b in a.books.all())
 
 
 def test_unknown_path_lists_the_valid_relations() -> None:
@@ -70,6 +94,8 @@ def test_unknown_path_lists_the_valid_relations() -> None:
 def test_nested_unknown_hop_names_the_model_where_it_failed() -> None:
     with pytest.raises(FieldError, match="Cannot include 'author__pen_name': Author has no"):
         Book.eager.including("author__pen_name")
+    with pytest.raises(FieldError, match="Cannot include 'tags__bookz': Tag has no"):
+        Book.eager.including("tags__bookz")
 
 
 def test_plain_field_is_not_a_relation() -> None:
