@@ -26,8 +26,8 @@ from example_project.scheduler.models import (
 )
 from example_project.scheduler.serializers import (
     serialize_dashboard,
-    serialize_event,
     serialize_event_detail,
+    serialize_event_page,
 )
 from example_project.scheduler.views import LATEST_LOGS, PAGE_SIZE
 
@@ -61,27 +61,24 @@ def _event_page(request: HttpRequest) -> Page:
     return Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
 
 
-@require_safe
-def dashboard(request: HttpRequest) -> HttpResponse:
-    data = dashboard_data.optimized()
+def _render_dashboard(request: HttpRequest, data: dashboard_data.Dashboard) -> HttpResponse:
     context = {
         "events": data.events,
         "summary": data.summary,
         "server_failures": data.server_failures,
     }
     return render(request, "scheduler/dashboard.html", context)
+
+
+@require_safe
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return _render_dashboard(request, dashboard_data.optimized())
 
 
 @require_safe
 def cached_dashboard(request: HttpRequest) -> HttpResponse:
     """The optimized dashboard served from the cache (``qs.cached()``) until its data changes."""
-    data = dashboard_data.optimized(cached=True)
-    context = {
-        "events": data.events,
-        "summary": data.summary,
-        "server_failures": data.server_failures,
-    }
-    return render(request, "scheduler/dashboard.html", context)
+    return _render_dashboard(request, dashboard_data.optimized(cached=True))
 
 
 @require_safe
@@ -116,15 +113,7 @@ def log_list(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def api_events(request: HttpRequest) -> JsonResponse:
-    page = _event_page(request)
-    return JsonResponse(
-        {
-            "count": page.paginator.count,
-            "page": page.number,
-            "num_pages": page.paginator.num_pages,
-            "results": [serialize_event(event) for event in page],
-        }
-    )
+    return JsonResponse(serialize_event_page(_event_page(request)))
 
 
 @require_safe

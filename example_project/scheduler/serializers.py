@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.core.paginator import Page
+
 from example_project.scheduler import dashboard
 from example_project.scheduler.models import Event, EventVariable, Job, JobLog
 
@@ -31,6 +33,16 @@ def serialize_event(event: Event) -> dict[str, Any]:
         "tags": [tag.name for tag in event.tags.all()],
         "servers": [server.hostname for server in event.servers.all()],
         "variable_count": event.variable_count,
+    }
+
+
+def serialize_event_page(page: Page) -> dict[str, Any]:
+    """One page of the events list, as the JSON endpoints return it."""
+    return {
+        "count": page.paginator.count,
+        "page": page.number,
+        "num_pages": page.paginator.num_pages,
+        "results": [serialize_event(event) for event in page],
     }
 
 

@@ -21,8 +21,8 @@ from example_project.scheduler.models import (
 )
 from example_project.scheduler.serializers import (
     serialize_dashboard,
-    serialize_event,
     serialize_event_detail,
+    serialize_event_page,
 )
 
 PAGE_SIZE = 50
@@ -72,15 +72,7 @@ def log_list(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def api_events(request: HttpRequest) -> JsonResponse:
-    page = _event_page(request)
-    return JsonResponse(
-        {
-            "count": page.paginator.count,
-            "page": page.number,
-            "num_pages": page.paginator.num_pages,
-            "results": [serialize_event(event) for event in page],
-        }
-    )
+    return JsonResponse(serialize_event_page(_event_page(request)))
 
 
 @require_safe
