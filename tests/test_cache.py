@@ -422,3 +422,22 @@ def test_entries_depend_on_the_models_columns(library: list[Book]) -> None:
     finally:
         cached_queryset._fields_signature = original
     assert after == 1
+
+
+def test_uncached_undoes_cached(library: list[Book]) -> None:
+    titles()
+    _, count = queries(lambda: list(Book.cache.plain().order_by("pk").cached().uncached()))
+    assert count == 1
+
+
+def test_a_queryset_the_analysis_cannot_key_is_served_uncached(
+    library: list[Book], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from django_dbperf.cache import queryset as cached_queryset
+
+    def broken(queryset: object, sql: str) -> frozenset[str]:
+        raise RuntimeError("analysis bug")
+
+    monkeypatch.setattr(cached_queryset, "tables_of_queryset", broken)
+    assert titles() == [book.title for book in Book.objects.order_by("pk")]
+    assert "could not key a testapp.Book queryset" in caplog.text

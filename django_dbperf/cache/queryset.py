@@ -20,7 +20,7 @@ from django.db.models import Model, Prefetch, QuerySet
 
 from django_dbperf.cache.invalidation import dirty_tables
 from django_dbperf.cache.prefetch import UNKNOWN
-from django_dbperf.cache.store import STORE, Lookup, entry_name
+from django_dbperf.cache.store import STORE, Lookup, entry_name, logger
 from django_dbperf.cache.tables import read_tables, tables_of_queryset
 from django_dbperf.capture import recording
 from django_dbperf.conf import cache_configured, get_config
@@ -103,9 +103,11 @@ def _can_store_in_transaction(using: str) -> bool:
 
 
 class CachingQuerySetMixin(_QuerySetBase):
-    """Adds ``cached(ttl=None, tags=())``. Composes with ``EagerQuerySetMixin``."""
+    """Adds ``cached(ttl=None, tags=(), lock=False)`` and ``uncached()``.
 
-    cache_all_reads: bool = False
+    Composes with ``EagerQuerySetMixin`` (see ``CachingEagerQuerySet``).
+    """
+
     _dbperf_cache: CacheOptions | None = None
 
     def _clone(self) -> Self:
@@ -130,6 +132,7 @@ class CachingQuerySetMixin(_QuerySetBase):
         return clone  # type: ignore[no-any-return]
 
     def uncached(self) -> Self:
+        """This queryset without caching (e.g. from a ``CachingManager(cache_all=True)``)."""
         clone = self._chain()  # type: ignore[attr-defined]
         clone._dbperf_cache = None
         return clone  # type: ignore[no-any-return]
@@ -141,19 +144,23 @@ class CachingQuerySetMixin(_QuerySetBase):
         # select_for_update() must reach the database: its point is the lock.
         if options is None or not STORE.available or self.query.select_for_update:
             return compute()
+        label = self.model._meta.label
         try:
             sql, params = self.query.get_compiler(using=self.db).as_sql()
+            tables = tables_of_queryset(self, sql)
+            entry = entry_name(
+                self.db, kind, label, _fields_signature(self.model), sql, repr(params),
+                self._iterable_class.__name__, _prefetch_identity(self), *extra,
+            )  # fmt: skip
         except EmptyResultSet:
+            return compute()  # Django knows without a query that nothing matches
+        except Exception:
+            # A queryset the analysis does not understand is served uncached, never failed.
+            logger.exception("django_dbperf cache: could not key a %s queryset", label)
             return compute()
-        label = self.model._meta.label
-        tables = tables_of_queryset(self, sql)
         if UNKNOWN in tables or tables & dirty_tables(self.db):
             STORE.count(label, "bypass")
             return compute()
-        entry = entry_name(
-            self.db, kind, label, _fields_signature(self.model), sql, repr(params),
-            self._iterable_class.__name__, _prefetch_identity(self), *extra,
-        )  # fmt: skip
         lookup = STORE.lookup(entry, tables, options.tags)
         if lookup is None:
             return compute()
