@@ -83,9 +83,11 @@ def write_wrapper(
 ) -> Any:
     """``execute_wrapper`` on every connection: a write statement invalidates its tables."""
     result = execute(sql, params, many, context)
-    tables = written_tables(sql)
-    if tables:
-        tables_written(context["connection"], tables)
+    # Projects that never set DBPERF["CACHE"] pay this one cached call per statement.
+    if cache_configured():
+        tables = written_tables(sql)
+        if tables:
+            tables_written(context["connection"], tables)
     return result
 
 
