@@ -441,3 +441,18 @@ def test_a_queryset_the_analysis_cannot_key_is_served_uncached(
     monkeypatch.setattr(cached_queryset, "tables_of_queryset", broken)
     assert titles() == [book.title for book in Book.objects.order_by("pk")]
     assert "could not key a testapp.Book queryset" in caplog.text
+
+
+def test_ttl_policy_per_model_and_per_call(library: list[Book], cache_alias: str) -> None:
+    import time
+
+    from django_dbperf.cache.queryset import ttl_for
+
+    policy = {"ALIAS": cache_alias, "TTL": {"testapp.Book": 1, "*": 600}}
+    with override_settings(DBPERF={"CACHE": policy}):
+        assert (ttl_for(Book, None), ttl_for(Author, None), ttl_for(Book, 30)) == (1, 600, 30)
+        titles()
+        _, warm = queries(titles)
+        time.sleep(1.2)  # the entry expires in the cache server itself
+        _, expired = queries(titles)
+    assert (warm, expired) == (0, 1)
