@@ -43,8 +43,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import importlib.metadata
-import importlib.util
 import itertools
 import json
 import os
@@ -57,11 +55,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from harness import noop, quantile, register_app_module, version_of
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -87,17 +86,6 @@ TARGET_SAVE_RATIO = 1.15
 TARGET_ZIPF_HIT_RATIO = 0.90
 
 
-def has_module(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
-
-
-def version_of(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -121,24 +109,6 @@ def server_urls() -> tuple[str, str]:
     return database, redis
 
 
-def _register_app_module() -> str:
-    """An importable, file-less app module for the in-file models; returns the AppConfig path."""
-    from django.apps import AppConfig
-
-    module = types.ModuleType(APP_LABEL)
-    module.__path__ = []  # a package with no submodules (so no models.py is looked for)
-
-    class BenchConfig(AppConfig):
-        name = APP_LABEL
-        label = APP_LABEL
-        path = str(HERE)
-        default_auto_field = "django.db.models.AutoField"
-
-    module.BenchConfig = BenchConfig  # type: ignore[attr-defined]
-    sys.modules[APP_LABEL] = module
-    return f"{APP_LABEL}.BenchConfig"
-
-
 def _cacheops_prefix(query: Any) -> str:
     return f"{KEY_PREFIX}:"
 
@@ -156,7 +126,11 @@ def configure(mode: str) -> None:
     redis_cache = cache_from_url(redis_url)
     redis_cache["KEY_PREFIX"] = KEY_PREFIX
     redis_cache["TIMEOUT"] = 600
-    installed_apps = ["django.contrib.contenttypes", "django_dbperf", _register_app_module()]
+    installed_apps = [
+        "django.contrib.contenttypes",
+        "django_dbperf",
+        register_app_module(APP_LABEL, HERE),
+    ]
     extra: dict[str, Any] = {}
     if mode == "dbperf":
         extra["DBPERF"] = {"CACHE": {"ALIAS": CACHE_ALIAS}}
@@ -443,17 +417,13 @@ def cacheops_backend(app: BenchApp) -> Backend:
 # --------------------------------------------------------------------------------------------
 
 
-def _noop() -> None:
-    pass
-
-
 @dataclass
 class Variant:
     name: str
     op: Callable[[], Any]
     baseline: str  # the variant this one's per-round ratio is taken against
-    enter: Callable[[], None] = _noop
-    exit: Callable[[], None] = _noop
+    enter: Callable[[], None] = noop
+    exit: Callable[[], None] = noop
     note: str = ""
     queries: int | None = None  # statements one read must run (checked before timing)
     batch: int = 0  # operations per timed batch, set by calibration
@@ -492,14 +462,6 @@ def run_interleaved(
             variant.samples.append(timed_batch(variant, variant.batch))
         print(f"\r  {label}: round {number + 1}/{rounds}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 @dataclass
@@ -569,8 +531,8 @@ def make_variants(app: BenchApp, backend: Backend, floor_name: str) -> list[Vari
             f"uncached: PostgreSQL{f' ({backend.off_label})' if peer else ''}",
             lambda: list(page(Book.objects)),
             floor_name,
-            enter=backend.off if peer else _noop,
-            exit=backend.on if peer else _noop,
+            enter=backend.off if peer else noop,
+            exit=backend.on if peer else noop,
             note="list(qs): the query, 20 books + authors built",
             queries=1,
         ),
@@ -1001,6 +963,7 @@ def hit_in_flow(app: BenchApp, iterations: int) -> tuple[list[tuple[str, float]]
                 qs.db,
                 "rows",
                 label,
+                queryset._fields_signature(Book),
                 sql,
                 repr(params),
                 qs._iterable_class.__name__,

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
-import importlib.util
 import json
 import logging
 import os
@@ -33,12 +31,13 @@ import random
 import statistics
 import sys
 import time
-import types
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from harness import has_module, noop, quantile, register_app_module, version_of
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -57,17 +56,6 @@ TARGET_UNSAMPLED_RATIO = 1.02
 
 # Filled in by setup(); Django imports this module as ROOT_URLCONF.
 urlpatterns: list[Any] = []
-
-
-def has_module(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
-
-
-def version_of(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,24 +82,6 @@ def database_settings(db: str) -> dict[str, Any]:
     return database
 
 
-def _register_app_module() -> str:
-    """An importable, file-less app module for the in-file models; returns the AppConfig path."""
-    from django.apps import AppConfig
-
-    module = types.ModuleType(APP_LABEL)
-    module.__path__ = []  # a package with no submodules (so no models.py is looked for)
-
-    class BenchConfig(AppConfig):
-        name = APP_LABEL
-        label = APP_LABEL
-        path = str(HERE)
-        default_auto_field = "django.db.models.AutoField"
-
-    module.BenchConfig = BenchConfig  # type: ignore[attr-defined]
-    sys.modules[APP_LABEL] = module
-    return f"{APP_LABEL}.BenchConfig"
-
-
 def _show_toolbar(request: Any) -> bool:
     return True
 
@@ -124,7 +94,7 @@ def configure(db: str) -> None:
     installed_apps = [
         "django.contrib.contenttypes",  # zeal patches GenericForeignKey, which needs it
         "django_dbperf",
-        _register_app_module(),
+        register_app_module(APP_LABEL, HERE),
     ]
     if has_module("debug_toolbar"):
         installed_apps.append("debug_toolbar")
@@ -365,18 +335,14 @@ class FloorMiddleware:
 # --------------------------------------------------------------------------------------------
 
 
-def _noop() -> None:
-    pass
-
-
 @dataclass
 class Variant:
     name: str
     handler: Any
     path: str
     baseline: str  # name of the variant this one is compared with
-    enter: Callable[[], None] = _noop
-    exit: Callable[[], None] = _noop
+    enter: Callable[[], None] = noop
+    exit: Callable[[], None] = noop
     note: str = ""
     environ: dict[str, Any] = field(default_factory=dict)
     batch: int = 0  # requests per timed batch, set by calibration
@@ -806,14 +772,6 @@ def seam_costs(rounds: int, statements: int) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------
 # Results.
 # --------------------------------------------------------------------------------------------
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 @dataclass

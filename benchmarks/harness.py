@@ -1,0 +1,50 @@
+"""Pieces the benchmark scripts share: package look-ups, an in-file Django app, quantiles."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+
+def has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def version_of(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def register_app_module(label: str, path: Path) -> str:
+    """An importable, file-less app module for in-file models; returns the AppConfig path."""
+    from django.apps import AppConfig
+
+    module = types.ModuleType(label)
+    module.__path__ = []  # a package with no submodules (so no models.py is looked for)
+
+    class BenchConfig(AppConfig):
+        name = label
+        default_auto_field = "django.db.models.AutoField"
+
+    BenchConfig.label = label
+    BenchConfig.path = str(path)
+    module.BenchConfig = BenchConfig  # type: ignore[attr-defined]
+    sys.modules[label] = module
+    return f"{label}.BenchConfig"
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def noop() -> None:
+    pass
