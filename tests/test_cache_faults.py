@@ -151,3 +151,60 @@ def test_garbage_from_the_server_is_a_miss_not_an_error(cached_library: RedisSer
     wait_for_retry()
     Book.objects.update(pages=15)
     assert pages() == [15, 15, 15, 15]
+
+
+# --- bumps are sent at once, their replies read later -------------------------------------
+
+
+def table_version() -> object:
+    raw = caches[ALIAS].client.get_client()  # type: ignore[attr-defined]
+    return raw.get(caches[ALIAS].make_key(STORE.key("table", Book._meta.db_table)))
+
+
+def test_other_clients_see_a_bump_before_its_reply_is_read(cached_library: RedisServer) -> None:
+    pages()  # creates the table's version
+    before = table_version()
+    Book.objects.update(pages=16)
+    # Read through another connection, without this thread's next cache operation.
+    deadline = time.monotonic() + 1
+    while table_version() == before and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert table_version() != before
+    assert pages() == [16, 16, 16, 16]
+
+
+def test_a_write_does_not_wait_for_a_paused_server(cached_library: RedisServer) -> None:
+    pages()
+    client = caches[ALIAS].client.get_client()  # type: ignore[attr-defined]
+    client.execute_command("CLIENT", "PAUSE", "600", "ALL")
+    started = time.monotonic()
+    Book.objects.update(pages=17)
+    write_took = time.monotonic() - started
+    assert write_took < 0.15  # not the 0.2 s socket timeout: the reply is read later
+    assert pages() == [17, 17, 17, 17]  # the unconfirmed bump renews the epoch: no stale read
+    assert STORE.errors >= 1
+    time.sleep(0.7)
+    wait_for_retry()
+    assert pages() == [17, 17, 17, 17]
+
+
+def test_threads_that_end_with_a_bump_unread_close_their_connection(
+    cached_library: RedisServer,
+) -> None:
+    pages()
+    client = caches[ALIAS].client.get_client()  # type: ignore[attr-defined]
+
+    def write(number: int) -> None:
+        Book.objects.filter(pk=Book.objects.order_by("pk")[0].pk).update(pages=number)
+
+    before = len(client.client_list())
+    for number in range(20):
+        thread = threading.Thread(target=write, args=(number,))
+        thread.start()
+        thread.join()
+    import gc
+
+    gc.collect()
+    time.sleep(0.1)
+    assert len(client.client_list()) <= before + 1
+    assert pages()[0] == 19

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import pickle
 import secrets
 import threading
@@ -43,12 +44,77 @@ STATS_FLUSH_INTERVAL = 1.0
 
 @dataclass(frozen=True)
 class Lookup:
-    """What one read found: the payload on a hit, and the versions to store a miss under."""
+    """What one read found: the payload on a hit; on a miss, the header to store it under."""
 
     hit: bool
     payload: Any
-    epoch: int | None
-    versions: Mapping[str, int | None]
+    header: bytes | None  # the epoch and the versions read, which an entry starts with
+
+
+def _header(epoch: Any, versions: list[Any]) -> bytes | None:
+    """``b"epoch|version|...\\n"`` as stored; None while a value is missing.
+
+    Entries start with it, so validating one is a bytes comparison: nothing is decoded.
+    """
+    parts = [epoch, *versions]
+    if None in parts:
+        return None
+    return b"|".join(v if isinstance(v, bytes) else str(v).encode() for v in parts) + b"\n"
+
+
+MAX_UNREAD_REPLIES = 64  # a thread that only writes reads its replies in batches of this size
+
+
+class _BumpWriter(threading.local):
+    """Each thread's own connection for bumps: ``MSET``s are sent, their replies read later.
+
+    Its own connection, not one of the pool's, so an unread reply never reaches another
+    command; a thread that ends closes it (the connection's ``__del__``).
+    """
+
+    def __init__(self) -> None:
+        self.connection: Any = None
+        self.pool: Any = None
+        self.pid = 0
+        self.pending = 0
+
+    def send(self, pool: Any, arguments: list[Any]) -> None:
+        if self.pending >= MAX_UNREAD_REPLIES:
+            self.confirm()
+        if self.connection is None or self.pool is not pool or self.pid != os.getpid():
+            self.confirm()
+            self.drop()
+            self.connection = pool.connection_class(**pool.connection_kwargs)
+            self.pool, self.pid = pool, os.getpid()
+        try:
+            # Packed and sent without the health check's PING: this connection is only used
+            # for MSETs, whose replies confirm() reads.
+            command = self.connection.pack_command("MSET", *arguments)
+            self.connection.send_packed_command(command, check_health=False)
+        except BaseException:
+            self.drop()
+            raise
+        self.pending += 1
+
+    def confirm(self) -> None:
+        """Read every outstanding reply; raises if one is an error or does not come."""
+        if not self.pending:
+            return
+        if self.pid != os.getpid():
+            self.drop()  # a forked child: the replies are its parent's to read
+            return
+        try:
+            while self.pending:
+                self.pending -= 1
+                self.connection.read_response()  # raises the server's error reply, if any
+        except BaseException:
+            self.drop()
+            raise
+
+    def drop(self) -> None:
+        connection, self.connection, self.pending = self.connection, None, 0
+        if connection is not None and self.pid == os.getpid():
+            connection.disconnect()
 
 
 class CacheStore:
@@ -56,6 +122,7 @@ class CacheStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._writer = _BumpWriter()
         self.reset()
 
     def reset(self) -> None:
@@ -68,6 +135,7 @@ class CacheStore:
         self._run_id_checked = 0.0
         self._counts: Counter[tuple[str, str]] = Counter()
         self._counts_flushed = time.monotonic()
+        self._writer.drop()
 
     # --- configuration -----------------------------------------------------------------
 
@@ -150,38 +218,46 @@ class CacheStore:
 
     def lookup(self, entry: str, tables: Iterable[str], tags: Iterable[str]) -> Lookup | None:
         """The entry if valid, else the versions to store a fresh result under. None: skip."""
-        names = {self.key("table", t): t for t in tables} | {self.key("tag", t): t for t in tags}
+        if not self.confirm_bumps():
+            return None
+        # Sorted: the entry's header lists the versions in this order in every process.
+        names = sorted([self.key("table", t) for t in tables] + [self.key("tag", t) for t in tags])
         entry_key, epoch_key = self.key("entry", entry), self.key("meta", EPOCH)
         try:
             self._check_run_id()
-            found = self.cache.get_many([epoch_key, entry_key, *names])
-            versions = {key: found.get(key) for key in names}
-            stored = found.get(entry_key)
-            epoch = found.get(epoch_key)
-            if not self._renew_epoch and epoch is not None and stored is not None:
-                stored_epoch, stored_versions, blob = stored
-                if (
-                    stored_epoch == epoch
-                    and None not in versions.values()
-                    and (stored_versions == versions)
-                ):
-                    payload = _loads(blob)
+            epoch, stored, *versions = self._read([epoch_key, entry_key, *names])
+            if not self._renew_epoch and stored is not None and epoch is not None:
+                header = _header(epoch, versions)
+                if header is not None and stored[: len(header)] == header:
+                    payload = _loads(memoryview(stored)[len(header) :])
                     if payload is not _UNREADABLE:
-                        return Lookup(True, payload, epoch, versions)
+                        return Lookup(True, payload, header)
             epoch = self._current_epoch(epoch)
-            missing = {key: new_token() for key, value in versions.items() if value is None}
-            for key, token in missing.items():
-                # add(): if another process created it first, use theirs.
-                versions[key] = token if self.cache.add(key, token, timeout=None) else None
-            if None in versions.values():
-                versions.update(self.cache.get_many([k for k, v in versions.items() if v is None]))
-            return Lookup(False, None, epoch, versions)
+            for index, value in enumerate(versions):
+                if value is None:
+                    # add(): if another process created it first, use theirs.
+                    token = new_token()
+                    created = self.cache.add(names[index], token, timeout=None)
+                    versions[index] = token if created else self.cache.get(names[index])
+            return Lookup(False, None, _header(epoch, versions))
         except Exception as error:
             self.failed(error, "a cache read")
             return None
 
+    def _read(self, keys: list[str]) -> list[Any]:
+        """The stored values as they are (bytes on django-redis), read from the primary: a
+        replica that lags would return versions a write has already replaced."""
+        client = getattr(self.cache, "client", None)
+        get_client = getattr(client, "get_client", None)
+        if get_client is None:
+            found = self.cache.get_many(keys)
+            return [found.get(key) for key in keys]
+        make_key = client.make_key  # type: ignore[union-attr]
+        values: list[Any] = get_client(write=True).mget([make_key(key) for key in keys])
+        return values
+
     def store(self, entry: str, lookup: Lookup, payload: Any, ttl: int) -> None:
-        if None in lookup.versions.values() or lookup.epoch is None:
+        if not self.confirm_bumps() or lookup.header is None:
             return
         try:
             blob = _dumps(payload)
@@ -190,9 +266,14 @@ class CacheStore:
             # another package). It is served uncached; the cache stays in use.
             logger.debug("django_dbperf cache: result not stored, it cannot be pickled: %s", error)
             return
+        key, value = self.key("entry", entry), lookup.header + blob
         try:
-            value = (lookup.epoch, dict(lookup.versions), blob)
-            self.cache.set(self.key("entry", entry), value, timeout=ttl)
+            client = getattr(self.cache, "client", None)
+            if getattr(client, "get_client", None) is None:
+                self.cache.set(key, value, timeout=ttl)
+            else:  # raw bytes: the header is compared as stored, nothing is unpickled twice
+                raw = client.get_client(write=True)  # type: ignore[union-attr]
+                raw.set(client.make_key(key), value, ex=ttl)  # type: ignore[union-attr]
         except Exception as error:
             self.failed(error, "a cache write")
 
@@ -200,6 +281,7 @@ class CacheStore:
 
     def acquire(self, entry: str, seconds: float) -> bool:
         """Take the recompute lock of ``entry`` (expires by itself); False if another holds it."""
+        self.confirm_bumps()
         try:
             return bool(self.cache.add(self.key("lock", entry), 1, timeout=seconds))
         except Exception as error:
@@ -207,6 +289,7 @@ class CacheStore:
             return True  # compute anyway: a lost lock only costs a duplicate query
 
     def release(self, entry: str) -> None:
+        self.confirm_bumps()
         try:
             self.cache.delete(self.key("lock", entry))
         except Exception as error:
@@ -215,7 +298,11 @@ class CacheStore:
     # --- invalidation ------------------------------------------------------------------
 
     def bump(self, tables: Iterable[str] = (), tags: Iterable[str] = ()) -> None:
-        """New versions for ``tables`` and ``tags``: O(1) per name, no key scans."""
+        """New versions for ``tables`` and ``tags``: O(1) per name, no key scans.
+
+        On django-redis the ``MSET`` is sent at once and its reply read by this thread's next
+        cache operation (see ``confirm_bumps()``), so a write does not wait a round trip.
+        """
         new = {self.key("table", t): new_token() for t in tables}
         new |= {self.key("tag", t): new_token() for t in tags}
         if not new:
@@ -231,16 +318,36 @@ class CacheStore:
             self.failed(error, "invalidation")
 
     def _set_forever(self, values: dict[str, int]) -> None:
-        """One ``MSET`` on django-redis (a write's whole cost here); ``set_many`` elsewhere."""
+        """One ``MSET``, sent without waiting on django-redis; ``set_many`` elsewhere."""
         client = getattr(self.cache, "client", None)
         get_client = getattr(client, "get_client", None)
         if get_client is None:
             self.cache.set_many(values, timeout=None)
             return
         make_key, encode = client.make_key, client.encode  # type: ignore[union-attr]
-        get_client(write=True).mset({make_key(key): encode(value) for key, value in values.items()})
+        arguments: list[Any] = []
+        for key, value in values.items():
+            arguments += (make_key(key), encode(value))
+        self._writer.send(get_client(write=True).connection_pool, arguments)
+
+    def confirm_bumps(self) -> bool:
+        """Wait for the replies of this thread's bumps.
+
+        Every read calls this first, so a thread always reads its own writes: Redis has
+        applied the ``MSET`` before the ``GET`` that follows is sent. Other processes see a
+        bump as soon as Redis applies it, whether or not its reply was read.
+        """
+        if self._writer.pending:
+            try:
+                self._writer.confirm()
+            except Exception as error:
+                self._renew_epoch = True
+                self.failed(error, "invalidation")
+                return False
+        return True
 
     def invalidate_all(self) -> None:
+        self.confirm_bumps()
         self._renew_epoch = True
         if self.available:
             try:
@@ -259,6 +366,7 @@ class CacheStore:
             self.flush_counts()
 
     def flush_counts(self) -> None:
+        self.confirm_bumps()
         with self._lock:
             counts, self._counts = self._counts, Counter()
             self._counts_flushed = time.monotonic()
@@ -282,6 +390,7 @@ class CacheStore:
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Counters of every instance: ``{"app.Model": {"hit": 3, "miss": 1, ...}}``."""
+        self.confirm_bumps()
         self.flush_counts()
         subjects = self.cache.get(self.key("meta", "stats-subjects")) or []
         events = ("hit", "miss", "invalidation", "bypass")
