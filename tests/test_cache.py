@@ -17,6 +17,7 @@ from django.test import override_settings
 
 from django_dbperf import cache as dbperf_cache
 from django_dbperf import capture_queries
+from django_dbperf.cache.narrow import RowWrite
 from tests.helpers import make_library
 from tests.testapp.models import Author, Book, Publisher, Review, Tag
 
@@ -381,12 +382,20 @@ def test_signals_invalidate_where_statements_are_not_seen(library: list[Book]) -
 def test_save_bumps_once(library: list[Book], monkeypatch: pytest.MonkeyPatch) -> None:
     from django_dbperf.cache.store import STORE
 
-    bumps: list[set[str]] = []
-    original = STORE.bump
+    bumps: list[object] = []
+    bump, bump_row = STORE.bump, STORE.bump_row
     monkeypatch.setattr(STORE, "bump", lambda tables=(), tags=(): bumps.append(set(tables))
-                        or original(tables, tags))  # fmt: skip
-    first_book().save()
-    assert bumps == [{"testapp_book"}]
+                        or bump(tables, tags))  # fmt: skip
+    monkeypatch.setattr(STORE, "bump_row", lambda row: bumps.append(row) or bump_row(row))
+    book = first_book()
+    book.save()
+    # One invalidation, of the saved row (outside a transaction): see narrow.py.
+    assert bumps == [RowWrite("testapp_book", str(book.pk), (("author_id", str(book.author_id)),
+                                                             ("publisher_id", str(book.publisher_id))), False)]  # fmt: skip
+    bumps.clear()
+    with transaction.atomic():
+        book.save()
+    assert bumps == [{"testapp_book"}, {"testapp_book"}]  # at once, and at commit
 
 
 def test_select_for_update_always_reaches_the_database(library: list[Book]) -> None:
@@ -435,10 +444,10 @@ def test_a_queryset_the_analysis_cannot_key_is_served_uncached(
 ) -> None:
     from django_dbperf.cache import queryset as cached_queryset
 
-    def broken(queryset: object, sql: str) -> frozenset[str]:
+    def broken(queryset: object) -> frozenset[str]:
         raise RuntimeError("analysis bug")
 
-    monkeypatch.setattr(cached_queryset, "tables_of_queryset", broken)
+    monkeypatch.setattr(cached_queryset, "prefetch_tables", broken)
     assert titles() == [book.title for book in Book.objects.order_by("pk")]
     assert "could not key a testapp.Book queryset" in caplog.text
 

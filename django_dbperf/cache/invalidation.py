@@ -13,6 +13,7 @@ transaction registered no commit bump; its early bump only cost a miss.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
+from django_dbperf.cache.narrow import RowWrite, row_write
 from django_dbperf.cache.store import STORE
 from django_dbperf.cache.tables import written_tables
 from django_dbperf.conf import cache_configured
@@ -87,8 +89,40 @@ def write_wrapper(
     if cache_configured():
         tables = written_tables(sql)
         if tables:
-            tables_written(context["connection"], tables)
+            connection = context["connection"]
+            row = None
+            if len(tables) == 1 and not many and not connection.in_atomic_block:
+                row = _saved_row(next(iter(tables)), sql)
+            if row is not None:
+                STORE.count(model_label(row.table), "invalidation")
+                STORE.bump_row(row)
+            else:
+                tables_written(connection, tables)
     return result
+
+
+_SAVE_TABLE = Model._save_table.__code__  # type: ignore[attr-defined]
+_SAVE_DEPTH = 24  # frames between this wrapper and Model._save_table(), with room to spare
+
+
+def _saved_row(table: str, sql: str) -> RowWrite | None:
+    """The row of the ``Model.save()`` running this statement, if it is one: found on the
+    stack, so only a statement that ``_save_table()`` itself sends qualifies (its ``UPDATE``
+    has ``WHERE pk = %s``; its ``INSERT`` one row). In a transaction, rows are not told apart:
+    its commit invalidates whole tables."""
+    frame = sys._getframe(2)
+    for _ in range(_SAVE_DEPTH):
+        if frame.f_code is _SAVE_TABLE:
+            variables = frame.f_locals
+            cls, instance = variables.get("cls"), variables.get("self")
+            if cls is None or cls._meta.db_table != table or not isinstance(instance, cls):
+                return None
+            insert = sql.lstrip()[:6].upper() == "INSERT"
+            return row_write(instance, cls, variables.get("update_fields"), insert)
+        if frame.f_back is None:
+            return None
+        frame = frame.f_back
+    return None
 
 
 def install(connection: BaseDatabaseWrapper, **kwargs: object) -> None:

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any, Self
 from django.core.exceptions import EmptyResultSet, ImproperlyConfigured
 from django.db import connections, models
 from django.db.models import Model, Prefetch, QuerySet
+from django.db.models.query import ModelIterable
 
 from django_dbperf.cache.invalidation import dirty_tables
-from django_dbperf.cache.prefetch import UNKNOWN
+from django_dbperf.cache.narrow import Narrowing, narrowing
+from django_dbperf.cache.prefetch import UNKNOWN, prefetch_tables
 from django_dbperf.cache.store import STORE, Lookup, entry_name, logger
-from django_dbperf.cache.tables import read_tables, tables_of_queryset
+from django_dbperf.cache.tables import read_tables
 from django_dbperf.capture import recording
 from django_dbperf.conf import cache_configured, get_config
 from django_dbperf.managers import EagerManagerMixin, EagerQuerySet
@@ -147,7 +149,9 @@ class CachingQuerySetMixin(_QuerySetBase):
         label = self.model._meta.label
         try:
             sql, params = self.query.get_compiler(using=self.db).as_sql()
-            tables = tables_of_queryset(self, sql)
+            prefetched = prefetch_tables(self)
+            tables = read_tables(sql) | prefetched
+            narrow = self._narrowing(kind, sql, prefetched)
             entry = entry_name(
                 self.db, kind, label, _fields_signature(self.model), sql, repr(params),
                 self._iterable_class.__name__, _prefetch_identity(self), *extra,
@@ -161,7 +165,7 @@ class CachingQuerySetMixin(_QuerySetBase):
         if UNKNOWN in tables or tables & dirty_tables(self.db):
             STORE.count(label, "bypass")
             return compute()
-        lookup = STORE.lookup(entry, tables, options.tags)
+        lookup = STORE.lookup(entry, tables, options.tags, narrow)
         if lookup is None:
             return compute()
         if lookup.hit:
@@ -174,7 +178,7 @@ class CachingQuerySetMixin(_QuerySetBase):
             STORE.count(f"tag:{tag}", "miss")
         if not options.lock:
             return self._compute_and_store(entry, lookup, tables, compute, options)
-        acquired, waited = self._wait_for_recompute(entry, tables, options)
+        acquired, waited = self._wait_for_recompute(entry, tables, options, narrow)
         if waited is not None:
             return waited.payload
         try:
@@ -183,8 +187,16 @@ class CachingQuerySetMixin(_QuerySetBase):
             if acquired:
                 STORE.release(entry)
 
+    def _narrowing(self, kind: str, sql: str, prefetched: frozenset[str]) -> Narrowing | None:
+        """Narrow by primary key for any evaluation; by foreign key only for instances, whose
+        primary keys the entry then lists (a row leaving the value must invalidate it)."""
+        narrow = narrowing(self, sql, prefetched)
+        if narrow is None or narrow.by_pk:
+            return narrow
+        return narrow if kind == "rows" and self._iterable_class is ModelIterable else None
+
     def _wait_for_recompute(
-        self, entry: str, tables: frozenset[str], options: CacheOptions
+        self, entry: str, tables: frozenset[str], options: CacheOptions, narrow: Narrowing | None
     ) -> tuple[bool, Lookup | None]:
         """Take the recompute lock, or wait for the holder's result: (lock taken, hit)."""
         deadline = time.monotonic() + WAIT_SECONDS
@@ -192,7 +204,7 @@ class CachingQuerySetMixin(_QuerySetBase):
             if time.monotonic() >= deadline:
                 return False, None  # the other recompute is slow or gone: compute here too
             time.sleep(POLL_SECONDS)
-            found = STORE.lookup(entry, tables, options.tags)
+            found = STORE.lookup(entry, tables, options.tags, narrow)
             if found is not None and found.hit:
                 return False, found
         return True, None
@@ -210,7 +222,8 @@ class CachingQuerySetMixin(_QuerySetBase):
         # Store only what was read from versioned tables (a safety net for the table analysis).
         read = set().union(*(read_tables(query.sql) for query in recorder.records))
         if read <= tables and _can_store_in_transaction(self.db):
-            STORE.store(entry, lookup, result, ttl_for(self.model, options.ttl))
+            rows = [row.pk for row in result] if lookup.rows_table is not None else ()
+            STORE.store(entry, lookup, result, ttl_for(self.model, options.ttl), rows)
         return result
 
     def _fetch_all(self) -> None:

@@ -33,11 +33,13 @@ from django.core.cache import BaseCache, caches
 from django.db import DJANGO_VERSION_PICKLE_KEY
 from django.db.models import QuerySet
 
+from django_dbperf.cache.narrow import Narrowing, RowWrite, canonical
 from django_dbperf.conf import get_config
 
 logger = logging.getLogger("django_dbperf")
 
 EPOCH = "epoch"
+SEQ = "seq"  # the write sequence: row bumps set it, and their versions, to a growing number
 RUN_ID_CHECK_INTERVAL = 1.0  # seconds between checks that the server was not restarted
 STATS_FLUSH_INTERVAL = 1.0
 
@@ -49,6 +51,8 @@ class Lookup:
     hit: bool
     payload: Any
     header: bytes | None  # the epoch and the versions read, which an entry starts with
+    seq: bytes | None = None  # the write sequence before the query (entries narrowed by rows)
+    rows_table: str | None = None  # set when the entry depends on its rows' versions
 
 
 def _header(epoch: Any, versions: list[Any]) -> bytes | None:
@@ -79,6 +83,7 @@ class _BumpWriter(threading.local):
         self.pending = 0
 
     def send(self, pool: Any, arguments: list[Any]) -> None:
+        """Send ``arguments`` (a whole command, e.g. ``["MSET", key, value]``)."""
         if self.pending >= MAX_UNREAD_REPLIES:
             self.confirm()
         if self.connection is None or self.pool is not pool or self.pid != os.getpid():
@@ -89,7 +94,7 @@ class _BumpWriter(threading.local):
         try:
             # Packed and sent without the health check's PING: this connection is only used
             # for MSETs, whose replies confirm() reads.
-            command = self.connection.pack_command("MSET", *arguments)
+            command = self.connection.pack_command(*arguments)
             self.connection.send_packed_command(command, check_health=False)
         except BaseException:
             self.drop()
@@ -216,33 +221,96 @@ class CacheStore:
 
     # --- reads -------------------------------------------------------------------------
 
-    def lookup(self, entry: str, tables: Iterable[str], tags: Iterable[str]) -> Lookup | None:
+    def lookup(
+        self,
+        entry: str,
+        tables: Iterable[str],
+        tags: Iterable[str],
+        narrow: Narrowing | None = None,
+    ) -> Lookup | None:
         """The entry if valid, else the versions to store a fresh result under. None: skip."""
         if not self.confirm_bumps():
             return None
-        # Sorted: the entry's header lists the versions in this order in every process.
-        names = sorted([self.key("table", t) for t in tables] + [self.key("tag", t) for t in tags])
+        if narrow is not None and not narrow.by_pk and self._raw_client() is None:
+            narrow = None  # rows' versions need Lua on the server: per table elsewhere
+        names, expiring = self._version_names(tables, tags, narrow)
         entry_key, epoch_key = self.key("entry", entry), self.key("meta", EPOCH)
+        by_rows = narrow is not None and not narrow.by_pk
         try:
             self._check_run_id()
-            epoch, stored, *versions = self._read([epoch_key, entry_key, *names])
+            if by_rows:
+                assert narrow is not None
+                seq, stored, epoch, *rest = self._read_with_rows(
+                    [self.key("meta", SEQ), entry_key, epoch_key, *names], narrow.table
+                )
+                versions, row_versions = rest[: len(names)], rest[len(names) :]
+            else:
+                epoch, stored, *versions = self._read([epoch_key, entry_key, *names])
+                seq, row_versions = None, []
             if not self._renew_epoch and stored is not None and epoch is not None:
-                header = _header(epoch, versions)
-                if header is not None and stored[: len(header)] == header:
-                    payload = _loads(memoryview(stored)[len(header) :])
+                start = stored.find(b"\n") + 1 if by_rows else 0
+                header = _header(epoch, versions + row_versions)
+                if header is not None and stored[start : start + len(header)] == header:
+                    payload = _loads(memoryview(stored)[start + len(header) :])
                     if payload is not _UNREADABLE:
                         return Lookup(True, payload, header)
             epoch = self._current_epoch(epoch)
             for index, value in enumerate(versions):
                 if value is None:
                     # add(): if another process created it first, use theirs.
-                    token = new_token()
-                    created = self.cache.add(names[index], token, timeout=None)
-                    versions[index] = token if created else self.cache.get(names[index])
-            return Lookup(False, None, _header(epoch, versions))
+                    token, name = new_token(), names[index]
+                    timeout = self._row_ttl() if name in expiring else None
+                    created = self.cache.add(name, token, timeout=timeout)
+                    versions[index] = token if created else self.cache.get(name)
+            header = _header(epoch, versions)
+            if not by_rows:
+                return Lookup(False, None, header)
+            assert narrow is not None
+            return Lookup(False, None, header, seq or b"0", narrow.table)
         except Exception as error:
             self.failed(error, "a cache read")
             return None
+
+    def _version_names(
+        self, tables: Iterable[str], tags: Iterable[str], narrow: Narrowing | None
+    ) -> tuple[list[str], set[str]]:
+        """The version keys an entry depends on (sorted: its header lists them in this order
+        in every process), and those of them that expire (per-row versions)."""
+        names = [self.key("tag", tag) for tag in tags]
+        expiring: set[str] = set()
+        narrowed: set[str] = set()
+        if narrow is not None:
+            table, values = narrow.table, narrow.values
+            narrowed = {table, *narrow.joined}
+            if narrow.by_pk:
+                expiring |= {self.key("pk", f"{table}:{value}") for value in values}
+                names.append(self.key("ins", table))
+            else:
+                column = narrow.column
+                expiring |= {self.key("part", f"{table}:{column}:{value}") for value in values}
+            for joined in narrow.joined:
+                # Joined on the narrowed foreign key: exactly the rows of those primary keys.
+                expiring |= {self.key("pk", f"{joined}:{value}") for value in values}
+                names.append(self.key("ins", joined))
+            names += [self.key("bulk", name) for name in narrowed]
+        names += [self.key("table", table) for table in tables if table not in narrowed]
+        names += expiring
+        return sorted(names), expiring
+
+    def _row_ttl(self) -> int:
+        """How long per-row versions live: the longest TTL an entry gets from the settings.
+
+        An entry that outlives a version it depends on is only a miss (a missing version never
+        matches), never stale.
+        """
+        policy: Mapping[str, int] = self.config["TTL"]
+        return max([300, *policy.values()])
+
+    def _raw_client(self) -> Any:
+        """django-redis' client of the primary, or None for other backends."""
+        client = getattr(self.cache, "client", None)
+        get_client = getattr(client, "get_client", None)
+        return None if get_client is None else get_client(write=True)
 
     def _read(self, keys: list[str]) -> list[Any]:
         """The stored values as they are (bytes on django-redis), read from the primary: a
@@ -256,7 +324,29 @@ class CacheStore:
         values: list[Any] = get_client(write=True).mget([make_key(key) for key in keys])
         return values
 
-    def store(self, entry: str, lookup: Lookup, payload: Any, ttl: int) -> None:
+    def _row_prefix(self, table: str) -> str:
+        client: Any = self.cache.client  # type: ignore[attr-defined]
+        prefix = str(client.make_key(self.key("row", f"{table}:")))
+        if str(client.make_key(self.key("row", f"{table}:1"))) != prefix + "1":
+            raise ValueError("a KEY_FUNCTION that does not append the key is not supported")
+        return prefix
+
+    def _read_with_rows(self, keys: list[str], table: str) -> list[Any]:
+        """``_read(keys)``, then the current versions of the rows the entry (``keys[1]``)
+        lists, in one round trip (a Lua script)."""
+        client: Any = self.cache.client  # type: ignore[attr-defined]
+        raw = client.get_client(write=True)
+        script = raw.register_script(_READ_WITH_ROWS)
+        values: list[Any] = script(
+            keys=[client.make_key(key) for key in keys], args=[self._row_prefix(table)]
+        )
+        return values
+
+    def store(
+        self, entry: str, lookup: Lookup, payload: Any, ttl: int, rows: Iterable[Any] = ()
+    ) -> None:
+        """Store a miss's result; ``rows``: the primary keys it holds, for a lookup narrowed
+        by a foreign key (it then depends on their versions too)."""
         if not self.confirm_bumps() or lookup.header is None:
             return
         try:
@@ -266,16 +356,37 @@ class CacheStore:
             # another package). It is served uncached; the cache stays in use.
             logger.debug("django_dbperf cache: result not stored, it cannot be pickled: %s", error)
             return
-        key, value = self.key("entry", entry), lookup.header + blob
+        key = self.key("entry", entry)
         try:
             client = getattr(self.cache, "client", None)
-            if getattr(client, "get_client", None) is None:
-                self.cache.set(key, value, timeout=ttl)
+            if lookup.rows_table is not None:
+                self._store_with_rows(key, lookup, blob, ttl, rows)
+            elif getattr(client, "get_client", None) is None:
+                self.cache.set(key, lookup.header + blob, timeout=ttl)
             else:  # raw bytes: the header is compared as stored, nothing is unpickled twice
                 raw = client.get_client(write=True)  # type: ignore[union-attr]
-                raw.set(client.make_key(key), value, ex=ttl)  # type: ignore[union-attr]
+                raw.set(client.make_key(key), lookup.header + blob, ex=ttl)  # type: ignore[union-attr]
         except Exception as error:
             self.failed(error, "a cache write")
+
+    def _store_with_rows(
+        self, key: str, lookup: Lookup, blob: bytes, ttl: int, rows: Iterable[Any]
+    ) -> None:
+        assert lookup.header is not None and lookup.rows_table is not None
+        pks = [canonical(pk) for pk in rows]
+        if None in pks:
+            return  # a primary key that cannot be keyed: not stored
+        client: Any = self.cache.client  # type: ignore[attr-defined]
+        raw = client.get_client(write=True)
+        script = raw.register_script(_STORE_WITH_ROWS)
+        script(
+            keys=[client.make_key(key)],
+            args=[
+                lookup.seq, ttl, self._row_prefix(lookup.rows_table), self._row_ttl(),
+                ",".join(dict.fromkeys(pks)),  # type: ignore[arg-type]
+                lookup.header[:-1], blob,
+            ],
+        )  # fmt: skip
 
     # --- stampede protection -------------------------------------------------------------
 
@@ -303,7 +414,9 @@ class CacheStore:
         On django-redis the ``MSET`` is sent at once and its reply read by this thread's next
         cache operation (see ``confirm_bumps()``), so a write does not wait a round trip.
         """
-        new = {self.key("table", t): new_token() for t in tables}
+        tables = list(tables)
+        # bulk:<table> too: entries narrowed to some rows of a table (narrow.py) depend on it.
+        new = {self.key(kind, t): new_token() for t in tables for kind in ("table", "bulk")}
         new |= {self.key("tag", t): new_token() for t in tags}
         if not new:
             return
@@ -317,6 +430,41 @@ class CacheStore:
             self._renew_epoch = True
             self.failed(error, "invalidation")
 
+    def bump_row(self, write: RowWrite) -> None:
+        """Invalidate what one saved row changes: its table's version, its primary key's, its
+        foreign keys' values' and its own, or its table's inserts (``narrow.py``).
+
+        Sent without waiting, like ``bump()``; elsewhere than django-redis, the same versions
+        through ``set_many()`` (without the write sequence, which only Lua needs).
+        """
+        table = write.table
+        forever = [self.key("table", table)]
+        if write.insert:
+            forever.append(self.key("ins", table))
+        expiring = [self.key("part", f"{table}:{column}:{value}") for column, value in write.parts]
+        if write.pk is not None:
+            expiring += [
+                self.key("pk", f"{table}:{write.pk}"),
+                self.key("row", f"{table}:{write.pk}"),
+            ]
+        if not self.available:
+            self._renew_epoch = True
+            return
+        try:
+            client = getattr(self.cache, "client", None)
+            if getattr(client, "get_client", None) is None:
+                self.cache.set_many({key: new_token() for key in forever}, timeout=None)
+                self.cache.set_many({key: new_token() for key in expiring}, self._row_ttl())
+                return
+            make_key = client.make_key  # type: ignore[union-attr]
+            keys = [make_key(key) for key in (self.key("meta", SEQ), *forever, *expiring)]
+            arguments = ["EVAL", _BUMP_ROW, len(keys), *keys, len(forever), self._row_ttl()]
+            pool = client.get_client(write=True).connection_pool  # type: ignore[union-attr]
+            self._writer.send(pool, arguments)
+        except Exception as error:
+            self._renew_epoch = True
+            self.failed(error, "invalidation")
+
     def _set_forever(self, values: dict[str, int]) -> None:
         """One ``MSET``, sent without waiting on django-redis; ``set_many`` elsewhere."""
         client = getattr(self.cache, "client", None)
@@ -325,7 +473,7 @@ class CacheStore:
             self.cache.set_many(values, timeout=None)
             return
         make_key, encode = client.make_key, client.encode  # type: ignore[union-attr]
-        arguments: list[Any] = []
+        arguments: list[Any] = ["MSET"]
         for key, value in values.items():
             arguments += (make_key(key), encode(value))
         self._writer.send(get_client(write=True).connection_pool, arguments)
@@ -460,6 +608,73 @@ def new_token() -> int:
 
 def entry_name(*parts: object) -> str:
     return hashlib.sha1("\x1f".join(map(str, parts)).encode(), usedforsecurity=False).hexdigest()
+
+
+# --- Lua, for the versions of rows (narrow.py) ----------------------------------------------
+
+# KEYS: the write sequence, then the versions to set; ARGV: how many of them never expire,
+# and the others' TTL. Every version becomes the new sequence number: the server's clock in
+# microseconds, or one more than the last, so it only grows (across restarts too).
+_BUMP_ROW = """
+local now = redis.call('TIME')
+local seq = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local last = tonumber(redis.call('GET', KEYS[1]))
+if last and last >= seq then seq = last + 1 end
+local value = string.format('%.0f', seq)
+redis.call('SET', KEYS[1], value)
+local forever = tonumber(ARGV[1]) + 1
+for i = 2, #KEYS do
+  if i <= forever then
+    redis.call('SET', KEYS[i], value)
+  else
+    redis.call('SET', KEYS[i], value, 'EX', ARGV[2])
+  end
+end
+return 1
+"""
+
+# KEYS: the sequence, the entry, then the versions it depends on; ARGV: the rows' key prefix.
+# Returns the values of KEYS, then the versions of the rows the entry's first line lists.
+_READ_WITH_ROWS = """
+local found = redis.call('MGET', unpack(KEYS))
+local entry = found[2]
+if entry then
+  local stop = string.find(entry, '\\n', 1, true)
+  if stop then
+    for pk in string.gmatch(string.sub(entry, 1, stop - 1), '[^,]+') do
+      found[#found + 1] = redis.call('GET', ARGV[1] .. pk)
+    end
+  end
+end
+return found
+"""
+
+# KEYS: the entry; ARGV: the sequence read before the query, the entry's TTL, the rows' key
+# prefix, their versions' TTL, the rows' primary keys, the header read before the query, the
+# payload. A row written since that read (its version is a later sequence number) may have
+# left the query's rows after the query ran: nothing is stored. A row without a version gets
+# one now; a row written later gets a new one.
+_STORE_WITH_ROWS = """
+local before = tonumber(ARGV[1])
+local versions = {}
+for pk in string.gmatch(ARGV[5], '[^,]+') do
+  local key = ARGV[3] .. pk
+  local version = redis.call('GET', key)
+  if not version then
+    version = ARGV[1]
+    redis.call('SET', key, version, 'EX', ARGV[4])
+  else
+    local number = tonumber(version)
+    if number == nil or number > before then return 0 end
+    if redis.call('TTL', key) < tonumber(ARGV[4]) then redis.call('EXPIRE', key, ARGV[4]) end
+  end
+  versions[#versions + 1] = version
+end
+local header = ARGV[6]
+if #versions > 0 then header = header .. '|' .. table.concat(versions, '|') end
+redis.call('SET', KEYS[1], ARGV[5] .. '\\n' .. header .. '\\n' .. ARGV[7], 'EX', ARGV[2])
+return 1
+"""
 
 
 STORE = CacheStore()
