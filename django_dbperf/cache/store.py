@@ -17,10 +17,8 @@ Never stale, even across outages:
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
-import pickle
 import secrets
 import threading
 import time
@@ -30,9 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import BaseCache, caches
-from django.db import DJANGO_VERSION_PICKLE_KEY
-from django.db.models import QuerySet
 
+from django_dbperf.cache import payload
 from django_dbperf.cache.narrow import Narrowing, RowWrite, canonical
 from django_dbperf.conf import get_config
 
@@ -251,7 +248,7 @@ class CacheStore:
                 start = stored.find(b"\n") + 1 if by_rows else 0
                 header = _header(epoch, versions + row_versions)
                 if header is not None and stored[start : start + len(header)] == header:
-                    payload = _loads(memoryview(stored)[start + len(header) :])
+                    payload = _loads(stored[start + len(header) :])
                     if payload is not _UNREADABLE:
                         return Lookup(True, payload, header)
             epoch = self._current_epoch(epoch)
@@ -554,46 +551,14 @@ class CacheStore:
 _UNREADABLE = object()
 
 
-def _rebuild_queryset(cls: type[QuerySet[Any]], state: dict[str, Any]) -> QuerySet[Any]:
-    queryset = cls.__new__(cls)
-    queryset.__setstate__(state)  # type: ignore[attr-defined]
-    return queryset
+def _dumps(result: Any) -> bytes:
+    return payload.dumps(result)
 
 
-_queryset_keys: dict[type[Any], frozenset[str]] = {}
-
-
-def _own_state(queryset: QuerySet[Any]) -> dict[str, Any]:
-    """The state Django's own QuerySet keeps, without attributes other tools set on it."""
-    cls = type(queryset)
-    keys = _queryset_keys.get(cls)
-    if keys is None:
-        keys = _queryset_keys[cls] = frozenset(vars(QuerySet(model=queryset.model))) | {
-            DJANGO_VERSION_PICKLE_KEY
-        }
-    return {key: value for key, value in queryset.__getstate__().items() if key in keys}
-
-
-class _ResultPickler(pickle.Pickler):
-    """Pickles the querysets that prefetch caches hold with Django's own state only: tools
-    such as nplusone set functions and context on them, which pickle refuses."""
-
-    def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, QuerySet):
-            return _rebuild_queryset, (type(obj), _own_state(obj))
-        return NotImplemented
-
-
-def _dumps(payload: Any) -> bytes:
-    buffer = io.BytesIO()
-    _ResultPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
-    return buffer.getvalue()
-
-
-def _loads(blob: object) -> Any:
+def _loads(blob: Any) -> Any:
     """The stored result, or ``_UNREADABLE`` for garbage or a payload of an older code version."""
     try:
-        return pickle.loads(blob)  # type: ignore[arg-type]
+        return payload.loads(blob)
     except Exception:
         return _UNREADABLE
 
