@@ -390,8 +390,8 @@ def test_save_bumps_once(library: list[Book], monkeypatch: pytest.MonkeyPatch) -
     book = first_book()
     book.save()
     # One invalidation, of the saved row (outside a transaction): see narrow.py.
-    assert bumps == [RowWrite("testapp_book", str(book.pk), (("author_id", str(book.author_id)),
-                                                             ("publisher_id", str(book.publisher_id))), False)]  # fmt: skip
+    parts = (("author_id", str(book.author_id)), ("publisher_id", str(book.publisher_id)))
+    assert bumps == [RowWrite("testapp_book", str(book.pk), parts, False)]
     bumps.clear()
     with transaction.atomic():
         book.save()
@@ -465,3 +465,31 @@ def test_ttl_policy_per_model_and_per_call(library: list[Book], cache_alias: str
         time.sleep(1.2)  # the entry expires in the cache server itself
         _, expired = queries(titles)
     assert (warm, expired) == (0, 1)
+
+
+def test_lookups_that_compile_to_the_same_sql_are_keyed_apart(library: list[Book]) -> None:
+    # contains and startswith are both "LIKE %s"; only the parameter's % signs differ.
+    def matching(lookup: str) -> list[str]:
+        qs = Book.cache.plain().filter(**{f"title__{lookup}": "ook"}).order_by("pk").cached()
+        return [book.title for book in qs]
+
+    assert len(matching("contains")) == len(library)
+    assert matching("startswith") == []
+    assert len(matching("contains")) == len(library)
+
+
+def test_a_hit_does_not_compile_sql(library: list[Book], monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db.models.sql.compiler import SQLCompiler
+
+    def page() -> list[str]:
+        qs = Book.cache.select_related("author").filter(author__name__startswith="Author")
+        return [book.author.name for book in qs.order_by("pk").cached()]
+
+    page()
+    compiled: list[object] = []
+    as_sql = SQLCompiler.as_sql
+    monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compiled.append(1)
+                        or as_sql(self, *a, **k))  # fmt: skip
+    assert queries(page) == (["Author 0", "Author 0", "Author 1", "Author 1", "Author 2",
+                              "Author 2"], 0)  # fmt: skip
+    assert compiled == []

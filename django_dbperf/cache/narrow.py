@@ -127,7 +127,11 @@ def narrowing(queryset: Any, sql: str, other_tables: frozenset[str]) -> Narrowin
     occurrences = _table_occurrences(sql)
     if occurrences.get(table) != 1 or table in other_tables:
         return None
-    base_alias = query.base_table
+    # Not query.base_table: a cached_property, which read before the query has any alias
+    # would stay None for good.
+    base_alias = next(iter(query.alias_map), None)
+    if base_alias is None:
+        return None
     candidates: list[tuple[bool, str, tuple[str, ...], Any]] = []
     fks = {field.attname: field for field in partition_fields(model)}
     for child in query.where.children:

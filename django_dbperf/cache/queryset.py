@@ -20,6 +20,7 @@ from django.db.models import Model, Prefetch, QuerySet
 from django.db.models.query import ModelIterable
 
 from django_dbperf.cache.invalidation import dirty_tables
+from django_dbperf.cache.keys import query_key
 from django_dbperf.cache.narrow import Narrowing, narrowing
 from django_dbperf.cache.prefetch import UNKNOWN, prefetch_tables
 from django_dbperf.cache.store import STORE, Lookup, entry_name, logger
@@ -148,12 +149,12 @@ class CachingQuerySetMixin(_QuerySetBase):
             return compute()
         label = self.model._meta.label
         try:
-            sql, params = self.query.get_compiler(using=self.db).as_sql()
+            key = query_key(self)
             prefetched = prefetch_tables(self)
-            tables = read_tables(sql) | prefetched
-            narrow = self._narrowing(kind, sql, prefetched)
+            tables = read_tables(key.sql) | prefetched
+            narrow = self._narrowing(kind, key.sql, prefetched)
             entry = entry_name(
-                self.db, kind, label, _fields_signature(self.model), sql, repr(params),
+                self.db, kind, label, _fields_signature(self.model), key.sql, key.identity,
                 self._iterable_class.__name__, _prefetch_identity(self), *extra,
             )  # fmt: skip
         except EmptyResultSet:
