@@ -19,6 +19,7 @@ and only when that table is read once (no self-join, no subquery or prefetch rea
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ def canonical(value: Any) -> str | None:
     return None
 
 
+@functools.cache
 def partition_fields(model: type[Model]) -> list[Any]:
     """The foreign keys of ``model``'s own table that target a primary key."""
     fields: list[Any] = list(model._meta.local_concrete_fields)
@@ -197,13 +199,19 @@ def row_write(
         value = getattr(instance, field.attname)
         if value is None:
             continue  # a null foreign key is in no ``column = value`` partition
-        text = canonical(field.get_prep_value(value))
+        # The value as the database gets it (an int for "5" assigned to an integer key).
+        text = str(value) if type(value) is int else canonical(field.get_prep_value(value))
         if text is None:
             return None
         parts.append((field.attname, text))
     pk_field: Any = cls._meta.pk
     pk_value = getattr(instance, pk_field.attname)
-    pk = None if pk_value is None else canonical(pk_field.get_prep_value(pk_value))
+    if pk_value is None:
+        pk = None
+    elif type(pk_value) is int:
+        pk = str(pk_value)
+    else:
+        pk = canonical(pk_field.get_prep_value(pk_value))
     if pk is None and not insert:
         return None
     return RowWrite(cls._meta.db_table, pk, tuple(parts), insert)

@@ -88,6 +88,14 @@ class _BumpWriter(threading.local):
             self.drop()
             self.connection = pool.connection_class(**pool.connection_kwargs)
             self.pool, self.pid = pool, os.getpid()
+            try:
+                # Scripts are sent by their SHA-1 (EVALSHA): loaded once per connection, and a
+                # restarted server drops its connections along with its scripts.
+                self.connection.send_command("SCRIPT", "LOAD", _BUMP_ROW)
+                self.connection.read_response()
+            except BaseException:
+                self.drop()
+                raise
         try:
             # Packed and sent without the health check's PING: this connection is only used
             # for MSETs, whose replies confirm() reads.
@@ -300,8 +308,7 @@ class CacheStore:
         An entry that outlives a version it depends on is only a miss (a missing version never
         matches), never stale.
         """
-        policy: Mapping[str, int] = self.config["TTL"]
-        return max([300, *policy.values()])
+        return _longest_ttl(self.config)
 
     def _raw_client(self) -> Any:
         """django-redis' client of the primary, or None for other backends."""
@@ -321,13 +328,6 @@ class CacheStore:
         values: list[Any] = get_client(write=True).mget([make_key(key) for key in keys])
         return values
 
-    def _row_prefix(self, table: str) -> str:
-        client: Any = self.cache.client  # type: ignore[attr-defined]
-        prefix = str(client.make_key(self.key("row", f"{table}:")))
-        if str(client.make_key(self.key("row", f"{table}:1"))) != prefix + "1":
-            raise ValueError("a KEY_FUNCTION that does not append the key is not supported")
-        return prefix
-
     def _read_with_rows(self, keys: list[str], table: str) -> list[Any]:
         """``_read(keys)``, then the current versions of the rows the entry (``keys[1]``)
         lists, in one round trip (a Lua script)."""
@@ -335,7 +335,8 @@ class CacheStore:
         raw = client.get_client(write=True)
         script = raw.register_script(_READ_WITH_ROWS)
         values: list[Any] = script(
-            keys=[client.make_key(key) for key in keys], args=[self._row_prefix(table)]
+            keys=[client.make_key(key) for key in keys],
+            args=[self._made_prefix(client) + f"row:{table}:"],
         )
         return values
 
@@ -379,7 +380,8 @@ class CacheStore:
         script(
             keys=[client.make_key(key)],
             args=[
-                lookup.seq, ttl, self._row_prefix(lookup.rows_table), self._row_ttl(),
+                lookup.seq, ttl, self._made_prefix(client) + f"row:{lookup.rows_table}:",
+                self._row_ttl(),
                 ",".join(dict.fromkeys(pks)),  # type: ignore[arg-type]
                 lookup.header[:-1], blob,
             ],
@@ -434,33 +436,45 @@ class CacheStore:
         Sent without waiting, like ``bump()``; elsewhere than django-redis, the same versions
         through ``set_many()`` (without the write sequence, which only Lua needs).
         """
-        table = write.table
-        forever = [self.key("table", table)]
-        if write.insert:
-            forever.append(self.key("ins", table))
-        expiring = [self.key("part", f"{table}:{column}:{value}") for column, value in write.parts]
-        if write.pk is not None:
-            expiring += [
-                self.key("pk", f"{table}:{write.pk}"),
-                self.key("row", f"{table}:{write.pk}"),
-            ]
         if not self.available:
             self._renew_epoch = True
             return
+        table, pk = write.table, write.pk
+        forever = [f"table:{table}"]
+        if write.insert:
+            forever.append(f"ins:{table}")
+        expiring = [f"part:{table}:{column}:{value}" for column, value in write.parts]
+        if pk is not None:
+            expiring += (f"pk:{table}:{pk}", f"row:{table}:{pk}")
         try:
-            client = getattr(self.cache, "client", None)
+            cache = self.cache
+            client = getattr(cache, "client", None)
             if getattr(client, "get_client", None) is None:
-                self.cache.set_many({key: new_token() for key in forever}, timeout=None)
-                self.cache.set_many({key: new_token() for key in expiring}, self._row_ttl())
+                prefix = self.key("k", "n")[: -len("k:n")]  # "{KEY_PREFIX}:"
+                cache.set_many({prefix + key: new_token() for key in forever}, timeout=None)
+                tokens = {prefix + key: new_token() for key in expiring}
+                cache.set_many(tokens, timeout=self._row_ttl())
                 return
-            make_key = client.make_key  # type: ignore[union-attr]
-            keys = [make_key(key) for key in (self.key("meta", SEQ), *forever, *expiring)]
-            arguments = ["EVAL", _BUMP_ROW, len(keys), *keys, len(forever), self._row_ttl()]
+            made = self._made_prefix(client)
+            keys = [made + key for key in ("meta:seq", *forever, *expiring)]
+            arguments = ["EVALSHA", _BUMP_ROW_SHA, len(keys), *keys, len(forever), self._row_ttl()]
             pool = client.get_client(write=True).connection_pool  # type: ignore[union-attr]
             self._writer.send(pool, arguments)
         except Exception as error:
             self._renew_epoch = True
             self.failed(error, "invalidation")
+
+    def _made_prefix(self, client: Any) -> str:
+        """django-redis' full key for ``self.key(kind, name)`` is this prefix + ``kind:name``
+        (remembered per client: a write makes six keys)."""
+        made: str | None = getattr(client, "_dbperf_made_prefix", None)
+        if made is None:
+            base = self.key("k", "n")[: -len("k:n")]
+            made = str(client.make_key(base))
+            if str(client.make_key(base + "k:n")) != made + "k:n":
+                raise ValueError("a KEY_FUNCTION that does not append the key is not supported")
+            client._dbperf_made_prefix = made
+        return made
 
     def _set_forever(self, values: dict[str, int]) -> None:
         """One ``MSET``, sent without waiting on django-redis; ``set_many`` elsewhere."""
@@ -563,6 +577,18 @@ def _loads(blob: Any) -> Any:
         return _UNREADABLE
 
 
+_ttls: dict[int, tuple[Mapping[str, Any], int]] = {}
+
+
+def _longest_ttl(config: Mapping[str, Any]) -> int:
+    found = _ttls.get(id(config))
+    if found is None or found[0] is not config:
+        if len(_ttls) > 64:
+            _ttls.clear()
+        found = _ttls[id(config)] = (config, max([300, *config["TTL"].values()]))
+    return found[1]
+
+
 def new_token() -> int:
     """A random version: never equal to one that existed before (so a reset never matches).
 
@@ -641,5 +667,6 @@ redis.call('SET', KEYS[1], ARGV[5] .. '\\n' .. header .. '\\n' .. ARGV[7], 'EX',
 return 1
 """
 
+_BUMP_ROW_SHA = hashlib.sha1(_BUMP_ROW.encode(), usedforsecurity=False).hexdigest()
 
 STORE = CacheStore()
