@@ -35,8 +35,8 @@ cache alias and ``DBPERF = {"CACHE": {"ALIAS": ...}}``. The page it reads is 20 
 
 Options: ``--rounds`` (20), ``--batch-ms`` (100), ``--zipf-ops`` (20,000), ``--zipf-queries``
 (500), ``--zipf-s`` (1.1), ``--write-share`` (0.05), ``--peers cachalot,cacheops|none``,
-``--skip-zipf``, ``--skip-durable``, ``--skip-profile``, ``--json PATH``. Exit status 0 even when a target is
-missed: the targets are printed as MET or MISSED.
+``--skip-zipf``, ``--skip-durable``, ``--skip-profile``, ``--json PATH``. Exit status 0 even
+when a target is missed: the targets are printed as MET or MISSED.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import noop, quantile, register_app_module, version_of
+from harness import author_book_models, noop, quantile, register_app_module, version_of
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -186,35 +186,7 @@ def define_app() -> BenchApp:
         return _app
     from django.db import models
 
-    from django_dbperf.cache import CachingManager
-
-    class Author(models.Model):
-        name = models.CharField(max_length=100)
-        email = models.CharField(max_length=100)
-
-        objects = models.Manager()
-        cache = CachingManager()
-
-        class Meta:
-            app_label = APP_LABEL
-
-        def __str__(self) -> str:
-            return self.name
-
-    class Book(models.Model):
-        title = models.CharField(max_length=200)
-        author = models.ForeignKey(Author, related_name="books", on_delete=models.CASCADE)
-        year = models.IntegerField()
-        pages = models.IntegerField()
-
-        objects = models.Manager()
-        cache = CachingManager()
-
-        class Meta:
-            app_label = APP_LABEL
-
-        def __str__(self) -> str:
-            return self.title
+    Author, Book = author_book_models(APP_LABEL, "cache")
 
     class Visit(models.Model):
         page = models.CharField(max_length=100)
@@ -1299,33 +1271,24 @@ def describe_machine() -> dict[str, str]:
 def check_targets(rows: list[Row], zipf: list[ZipfResult]) -> list[tuple[str, bool]]:
     by_name = {row.name: row for row in rows}
     checks: list[tuple[str, bool]] = []
-    for name, what in (
-        ("dbperf hit", "building the queryset included"),
-        ("dbperf hit, queryset built once", "the evaluation of a built queryset"),
-    ):
-        hit = by_name.get(name)
-        if hit is not None:
-            checks.append(
-                (
-                    f"a hit costs <= {TARGET_HIT_VS_FLOOR}x the floor (cache.get), {what}: "
-                    f"{hit.ratio:.2f}x ({hit.median_us:.0f} vs "
-                    f"{by_name[hit.baseline].median_us:.0f} us)",
-                    hit.ratio <= TARGET_HIT_VS_FLOOR,
-                )
+    ratio_targets = (
+        ("dbperf hit", "a hit costs <= {t}x the floor (cache.get), building the queryset "
+         "included", TARGET_HIT_VS_FLOOR),
+        ("dbperf hit, queryset built once", "a hit costs <= {t}x the floor (cache.get), the "
+         "evaluation of a built queryset", TARGET_HIT_VS_FLOOR),
+        ("save(), dbperf invalidation", "save() with the cache <= {t}x without, PostgreSQL "
+         "without durability", TARGET_SAVE_RATIO),
+        ("save(), durable PostgreSQL, dbperf invalidation", "save() with the cache <= {t}x "
+         "without, durable PostgreSQL", TARGET_SAVE_RATIO),
+    )  # fmt: skip
+    for name, text, target in ratio_targets:
+        row = by_name.get(name)
+        if row is not None:
+            measured = (
+                f"{row.ratio:.2f}x ({row.median_us:.0f} vs "
+                f"{by_name[row.baseline].median_us:.0f} us)"
             )
-    for name, what in (
-        ("save(), dbperf invalidation", "PostgreSQL without durability"),
-        ("save(), durable PostgreSQL, dbperf invalidation", "durable PostgreSQL"),
-    ):
-        save = by_name.get(name)
-        if save is not None:
-            checks.append(
-                (
-                    f"save() with the cache <= {TARGET_SAVE_RATIO}x without, {what}: "
-                    f"{save.ratio:.3f}x ({save.diff_us:+.0f} us)",
-                    save.ratio <= TARGET_SAVE_RATIO,
-                )
-            )
+            checks.append((f"{text.format(t=target)}: {measured}", row.ratio <= target))
     for result in zipf:
         if result.backend != "dbperf":
             continue

@@ -7,6 +7,7 @@ import importlib.util
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 
 def has_module(name: str) -> bool:
@@ -48,3 +49,41 @@ def quantile(values: list[float], q: float) -> float:
 
 def noop() -> None:
     pass
+
+
+def author_book_models(label: str, *managers: str) -> tuple[Any, Any]:
+    """``Author`` (name, email) and ``Book`` (title, author, year, pages) in app ``label``,
+    after ``django.setup()``. Each name in ``managers`` becomes a ``CachingManager`` next to
+    the plain ``objects``."""
+    from django.db import models
+
+    def model(name: str, fields: dict[str, Any], shown: str) -> Any:
+        attributes: dict[str, Any] = {
+            "__module__": label,
+            "Meta": type("Meta", (), {"app_label": label}),
+            "__str__": lambda self: str(getattr(self, shown)),
+            **fields,
+        }
+        if managers:
+            from django_dbperf.cache import CachingManager
+
+            attributes["objects"] = models.Manager()
+            attributes.update({manager: CachingManager() for manager in managers})
+        return type(name, (models.Model,), attributes)
+
+    author = model(
+        "Author",
+        {"name": models.CharField(max_length=100), "email": models.CharField(max_length=100)},
+        "name",
+    )
+    book = model(
+        "Book",
+        {
+            "title": models.CharField(max_length=200),
+            "author": models.ForeignKey(author, related_name="books", on_delete=models.CASCADE),
+            "year": models.IntegerField(),
+            "pages": models.IntegerField(),
+        },
+        "title",
+    )
+    return author, book

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import quantile, register_app_module
+from harness import author_book_models, quantile, register_app_module
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -60,29 +60,9 @@ def configure() -> None:
 
 def make_page() -> list[Any]:
     """Create the tables and rows; return the page as the ORM builds it."""
-    from django.db import connection, models
+    from django.db import connection
 
-    class Author(models.Model):
-        name = models.CharField(max_length=100)
-        email = models.CharField(max_length=100)
-
-        class Meta:
-            app_label = APP_LABEL
-
-        def __str__(self) -> str:
-            return self.name
-
-    class Book(models.Model):
-        title = models.CharField(max_length=200)
-        author = models.ForeignKey(Author, related_name="books", on_delete=models.CASCADE)
-        year = models.IntegerField()
-        pages = models.IntegerField()
-
-        class Meta:
-            app_label = APP_LABEL
-
-        def __str__(self) -> str:
-            return self.title
+    Author, Book = author_book_models(APP_LABEL)
 
     with connection.schema_editor() as editor:
         editor.create_model(Author)

@@ -20,7 +20,6 @@ and only when that table is read once (no self-join, no subquery or prefetch rea
 from __future__ import annotations
 
 import functools
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,8 @@ from django.db.models import Model
 from django.db.models.expressions import Col
 from django.db.models.lookups import Lookup
 from django.db.models.sql.where import AND
+
+from django_dbperf.cache.tables import table_occurrences
 
 MAX_VALUES = 50  # an ``in`` list longer than this is cheaper to invalidate per table
 
@@ -73,23 +74,6 @@ def narrowable(model: type[Model]) -> bool:
     return not model._meta.concrete_model._meta.parents  # type: ignore[union-attr]
 
 
-_TABLE_NAMES = re.compile(r'\b(?:FROM|JOIN)\s+(?:"([^"]+)"|`([^`]+)`|([A-Za-z_][\w$]*))', re.I)
-_occurrences: dict[str, dict[str, int]] = {}
-
-
-def _table_occurrences(sql: str) -> dict[str, int]:
-    found = _occurrences.get(sql)
-    if found is None:
-        found = {}
-        for match in _TABLE_NAMES.finditer(sql):
-            name = next(group for group in match.groups() if group)
-            found[name] = found.get(name, 0) + 1
-        if len(_occurrences) >= 4096:
-            _occurrences.clear()
-        _occurrences[sql] = found
-    return found
-
-
 def _condition(child: Any, base_alias: str) -> tuple[Any, tuple[str, ...]] | None:
     """``(field, values)`` for ``column = value`` or ``column IN (...)`` on the base table."""
     if not isinstance(child, Lookup) or child.lookup_name not in ("exact", "in"):
@@ -126,7 +110,7 @@ def narrowing(queryset: Any, sql: str, other_tables: frozenset[str]) -> Narrowin
     if query.where.negated:
         return None
     table = model._meta.db_table
-    occurrences = _table_occurrences(sql)
+    occurrences = table_occurrences(sql)
     if occurrences.get(table) != 1 or table in other_tables:
         return None
     # Not query.base_table: a cached_property, which read before the query has any alias

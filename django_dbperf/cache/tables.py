@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
 
 _NAME = r'(?:"([^"]+)"|`([^`]+)`|([A-Za-z_][\w$]*))'
 _READS = re.compile(rf"\b(?:FROM|JOIN)\s+{_NAME}", re.IGNORECASE)
@@ -65,8 +64,18 @@ def written_tables(sql: str) -> frozenset[str]:
     return tables
 
 
-def tables_of_queryset(queryset: Any, sql: str) -> frozenset[str]:
-    """Tables ``queryset`` reads: its own SQL's, and those of its prefetch lookups."""
-    from django_dbperf.cache.prefetch import prefetch_tables
+_occurrences: dict[str, dict[str, int]] = {}
 
-    return read_tables(sql) | prefetch_tables(queryset)
+
+def table_occurrences(sql: str) -> dict[str, int]:
+    """How many times each table is named after FROM or JOIN (a self-join counts twice)."""
+    found = _occurrences.get(sql)
+    if found is None:
+        found = {}
+        for match in _READS.finditer(sql):
+            name = next(group for group in match.groups() if group)
+            found[name] = found.get(name, 0) + 1
+        if len(_occurrences) >= _CACHE_SIZE:
+            _occurrences.clear()
+        _occurrences[sql] = found
+    return found
