@@ -27,7 +27,6 @@ class DbPerfConfig(AppConfig):
 
     def connect_cache_invalidation(self) -> None:
         """Writes invalidate cached querysets; inert until DBPERF["CACHE"] is set."""
-        from django.core.signals import request_finished
         from django.db.models.signals import m2m_changed, post_delete, post_save
 
         from django_dbperf.cache import invalidation
@@ -37,6 +36,3 @@ class DbPerfConfig(AppConfig):
         post_save.connect(invalidation.on_save_or_delete, dispatch_uid="django_dbperf.save")
         post_delete.connect(invalidation.on_save_or_delete, dispatch_uid="django_dbperf.delete")
         m2m_changed.connect(invalidation.on_m2m_changed, dispatch_uid="django_dbperf.m2m")
-        request_finished.connect(
-            invalidation.on_request_finished, dispatch_uid="django_dbperf.bumps"
-        )

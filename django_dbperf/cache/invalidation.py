@@ -167,11 +167,6 @@ def on_save_or_delete(sender: type[Model], instance: Model, using: str, **kwargs
         tables_written(connections[using], model_tables(sender))
 
 
-def on_request_finished(**kwargs: Any) -> None:
-    """Read the reply of the request's last bump, so its connection is ready for the next."""
-    STORE.confirm_bumps()
-
-
 def on_m2m_changed(
     sender: type[Model], instance: Model, action: str, using: str, **kwargs: Any
 ) -> None:

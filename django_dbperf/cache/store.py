@@ -63,28 +63,25 @@ def _header(epoch: Any, versions: list[Any]) -> bytes | None:
     return b"|".join(v if isinstance(v, bytes) else str(v).encode() for v in parts) + b"\n"
 
 
-MAX_UNREAD_REPLIES = 64  # a thread that only writes reads its replies in batches of this size
-
-
 class _BumpWriter(threading.local):
-    """Each thread's own connection for bumps: ``MSET``s are sent, their replies read later.
+    """Each thread's own connection for bumps: an ``MSET`` or a script, sent and its reply read.
 
-    Its own connection, not one of the pool's, so an unread reply never reaches another
-    command; a thread that ends closes it (the connection's ``__del__``).
+    The reply is awaited before the write returns: once ``save()`` has returned, every reader
+    in every process sees the bump (a reply read later let a reader that started after the
+    save, in another thread, get the old entry: ``tests/test_cache_narrow.py`` caught it).
+    A connection of its own, without the pool's checkout and health check, since a write
+    waits for this round trip; a thread that ends closes it (the connection's ``__del__``).
     """
 
     def __init__(self) -> None:
         self.connection: Any = None
         self.pool: Any = None
         self.pid = 0
-        self.pending = 0
 
     def send(self, pool: Any, arguments: list[Any]) -> None:
-        """Send ``arguments`` (a whole command, e.g. ``["MSET", key, value]``)."""
-        if self.pending >= MAX_UNREAD_REPLIES:
-            self.confirm()
+        """Run ``arguments`` (a whole command, e.g. ``["MSET", key, value]``); raises the
+        server's error reply, or a timeout."""
         if self.connection is None or self.pool is not pool or self.pid != os.getpid():
-            self.confirm()
             self.drop()
             self.connection = pool.connection_class(**pool.connection_kwargs)
             self.pool, self.pid = pool, os.getpid()
@@ -97,32 +94,15 @@ class _BumpWriter(threading.local):
                 self.drop()
                 raise
         try:
-            # Packed and sent without the health check's PING: this connection is only used
-            # for MSETs, whose replies confirm() reads.
             command = self.connection.pack_command(*arguments)
             self.connection.send_packed_command(command, check_health=False)
-        except BaseException:
-            self.drop()
-            raise
-        self.pending += 1
-
-    def confirm(self) -> None:
-        """Read every outstanding reply; raises if one is an error or does not come."""
-        if not self.pending:
-            return
-        if self.pid != os.getpid():
-            self.drop()  # a forked child: the replies are its parent's to read
-            return
-        try:
-            while self.pending:
-                self.pending -= 1
-                self.connection.read_response()  # raises the server's error reply, if any
+            self.connection.read_response()
         except BaseException:
             self.drop()
             raise
 
     def drop(self) -> None:
-        connection, self.connection, self.pending = self.connection, None, 0
+        connection, self.connection = self.connection, None
         if connection is not None and self.pid == os.getpid():
             connection.disconnect()
 
@@ -234,8 +214,6 @@ class CacheStore:
         narrow: Narrowing | None = None,
     ) -> Lookup | None:
         """The entry if valid, else the versions to store a fresh result under. None: skip."""
-        if not self.confirm_bumps():
-            return None
         if narrow is not None and not narrow.by_pk and self._raw_client() is None:
             narrow = None  # rows' versions need Lua on the server: per table elsewhere
         names, expiring = self._version_names(tables, tags, narrow)
@@ -345,7 +323,7 @@ class CacheStore:
     ) -> None:
         """Store a miss's result; ``rows``: the primary keys it holds, for a lookup narrowed
         by a foreign key (it then depends on their versions too)."""
-        if not self.confirm_bumps() or lookup.header is None:
+        if lookup.header is None:
             return
         try:
             blob = _dumps(payload)
@@ -391,7 +369,6 @@ class CacheStore:
 
     def acquire(self, entry: str, seconds: float) -> bool:
         """Take the recompute lock of ``entry`` (expires by itself); False if another holds it."""
-        self.confirm_bumps()
         try:
             return bool(self.cache.add(self.key("lock", entry), 1, timeout=seconds))
         except Exception as error:
@@ -399,7 +376,6 @@ class CacheStore:
             return True  # compute anyway: a lost lock only costs a duplicate query
 
     def release(self, entry: str) -> None:
-        self.confirm_bumps()
         try:
             self.cache.delete(self.key("lock", entry))
         except Exception as error:
@@ -409,9 +385,6 @@ class CacheStore:
 
     def bump(self, tables: Iterable[str] = (), tags: Iterable[str] = ()) -> None:
         """New versions for ``tables`` and ``tags``: O(1) per name, no key scans.
-
-        On django-redis the ``MSET`` is sent at once and its reply read by this thread's next
-        cache operation (see ``confirm_bumps()``), so a write does not wait a round trip.
         """
         tables = list(tables)
         # bulk:<table> too: entries narrowed to some rows of a table (narrow.py) depend on it.
@@ -433,8 +406,8 @@ class CacheStore:
         """Invalidate what one saved row changes: its table's version, its primary key's, its
         foreign keys' values' and its own, or its table's inserts (``narrow.py``).
 
-        Sent without waiting, like ``bump()``; elsewhere than django-redis, the same versions
-        through ``set_many()`` (without the write sequence, which only Lua needs).
+        One script on django-redis; elsewhere, the same versions through ``set_many()``
+        (without the write sequence, which only Lua needs).
         """
         if not self.available:
             self._renew_epoch = True
@@ -477,7 +450,7 @@ class CacheStore:
         return made
 
     def _set_forever(self, values: dict[str, int]) -> None:
-        """One ``MSET``, sent without waiting on django-redis; ``set_many`` elsewhere."""
+        """One ``MSET`` on django-redis (a write's whole cost here); ``set_many`` elsewhere."""
         client = getattr(self.cache, "client", None)
         get_client = getattr(client, "get_client", None)
         if get_client is None:
@@ -489,24 +462,7 @@ class CacheStore:
             arguments += (make_key(key), encode(value))
         self._writer.send(get_client(write=True).connection_pool, arguments)
 
-    def confirm_bumps(self) -> bool:
-        """Wait for the replies of this thread's bumps.
-
-        Every read calls this first, so a thread always reads its own writes: Redis has
-        applied the ``MSET`` before the ``GET`` that follows is sent. Other processes see a
-        bump as soon as Redis applies it, whether or not its reply was read.
-        """
-        if self._writer.pending:
-            try:
-                self._writer.confirm()
-            except Exception as error:
-                self._renew_epoch = True
-                self.failed(error, "invalidation")
-                return False
-        return True
-
     def invalidate_all(self) -> None:
-        self.confirm_bumps()
         self._renew_epoch = True
         if self.available:
             try:
@@ -525,7 +481,6 @@ class CacheStore:
             self.flush_counts()
 
     def flush_counts(self) -> None:
-        self.confirm_bumps()
         with self._lock:
             counts, self._counts = self._counts, Counter()
             self._counts_flushed = time.monotonic()
@@ -549,7 +504,6 @@ class CacheStore:
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Counters of every instance: ``{"app.Model": {"hit": 3, "miss": 1, ...}}``."""
-        self.confirm_bumps()
         self.flush_counts()
         subjects = self.cache.get(self.key("meta", "stats-subjects")) or []
         events = ("hit", "miss", "invalidation", "bypass")
