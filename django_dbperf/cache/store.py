@@ -1,8 +1,10 @@
 """Versions, entries and counters in the cache server, and what happens when it fails.
 
 Every table (and tag) has a version: a random token, created on first use and replaced by every
-write. An entry stores the versions it was computed under and is served only while they are
-all current. One ``get_many`` reads the entry, the versions and the epoch together.
+write; entries narrowed to rows depend on versions per value and per row instead
+(``narrow.py``). An entry starts with the versions it was computed under and is served only
+while they are all current. One ``MGET`` (one Lua script for an entry that lists its rows)
+reads the entry, the versions and the epoch together.
 
 Never stale, even across outages:
 - a missing version (flushed, evicted, restarted server) never matches: entries store tokens,
