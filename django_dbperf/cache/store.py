@@ -386,8 +386,7 @@ class CacheStore:
     # --- invalidation ------------------------------------------------------------------
 
     def bump(self, tables: Iterable[str] = (), tags: Iterable[str] = ()) -> None:
-        """New versions for ``tables`` and ``tags``: O(1) per name, no key scans.
-        """
+        """New versions for ``tables`` and ``tags``: O(1) per name, no key scans."""
         tables = list(tables)
         # bulk:<table> too: entries narrowed to some rows of a table (narrow.py) depend on it.
         new = {self.key(kind, t): new_token() for t in tables for kind in ("table", "bulk")}
