@@ -203,3 +203,34 @@ def test_threads_that_end_close_their_bump_connection(
     time.sleep(0.1)
     assert len(client.client_list()) <= before + 1
     assert pages()[0] == 19
+
+
+def test_narrowed_entries_survive_garbage_and_a_stopped_server(
+    cached_library: RedisServer,
+) -> None:
+    # Entries narrowed by a foreign key go through Lua scripts (their rows' versions).
+    author_id = Book.objects.order_by("pk")[0].author_id
+
+    def narrowed() -> list[int]:
+        qs = Book.cache.plain().filter(author_id=author_id).order_by("pk").cached()
+        return [book.pages for book in qs]
+
+    def fresh() -> list[int]:
+        return [b.pages for b in Book.objects.filter(author_id=author_id).order_by("pk")]
+
+    assert narrowed() == fresh()
+    raw = caches[ALIAS].client.get_client()  # type: ignore[attr-defined]
+    for key in raw.keys("*"):
+        raw.set(key, b"\x80garbage")
+    assert narrowed() == fresh()
+    wait_for_retry()
+    Book.objects.filter(author_id=author_id).update(pages=18)
+    assert narrowed() == [18, 18]
+    cached_library.stop()
+    book = Book.objects.filter(author_id=author_id).order_by("pk")[0]
+    book.pages = 19
+    book.save()  # succeeds with the cache down
+    assert narrowed() == [19, 18]
+    cached_library.start()
+    wait_for_retry()
+    assert narrowed() == [19, 18]

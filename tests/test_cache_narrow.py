@@ -292,3 +292,15 @@ def test_no_stale_read_while_a_row_moves_between_authors(
     hits = dbperf_cache.stats()["testapp.Book"]["hit"] - before
     assert stale == [], f"stale reads: {stale[:10]}"
     assert committed[0] > 50 and hits > 50, (committed[0], hits, reads[0])
+
+
+def test_saving_an_instance_with_deferred_fields(authors: list[Author]) -> None:
+    first, second = authors[:2]
+    warm(first, second)
+    book = Book.objects.only("title").filter(author=first).order_by("pk")[0]
+    book.title = "deferred save"
+    with capture_queries() as captured:
+        book.save()  # saves the loaded fields only: its author is unknown here
+    assert len(captured) == 1  # no query to load the deferred foreign key
+    assert books_of(first) == fresh_books_of(first)
+    assert "deferred save" in [title for _, title, _ in books_of(first)]

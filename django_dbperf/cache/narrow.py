@@ -119,7 +119,7 @@ def narrowing(queryset: Any, sql: str, other_tables: frozenset[str]) -> Narrowin
     if base_alias is None:
         return None
     candidates: list[tuple[bool, str, tuple[str, ...], Any]] = []
-    fks = {field.attname: field for field in partition_fields(model)}
+    fks = {field.attname: field for field in partition_fields(model._meta.concrete_model)}
     for child in query.where.children:
         found = _condition(child, base_alias)
         if found is None:
@@ -155,6 +155,9 @@ def _joined(
     return (related_table,)
 
 
+_DEFERRED = object()
+
+
 @dataclass(frozen=True)
 class RowWrite:
     """One row written by ``Model.save()``: what it invalidates beyond its table's version."""
@@ -179,8 +182,11 @@ def row_write(
         if any(field.name not in names and field.attname not in names for field in fields):
             return None
     parts: list[tuple[str, str]] = []
+    values = instance.__dict__  # never getattr(): a deferred field would run a query here
     for field in fields:
-        value = getattr(instance, field.attname)
+        value = values.get(field.attname, _DEFERRED)
+        if value is _DEFERRED:
+            return None
         if value is None:
             continue  # a null foreign key is in no ``column = value`` partition
         # The value as the database gets it (an int for "5" assigned to an integer key).
@@ -189,7 +195,7 @@ def row_write(
             return None
         parts.append((field.attname, text))
     pk_field: Any = cls._meta.pk
-    pk_value = getattr(instance, pk_field.attname)
+    pk_value = values.get(pk_field.attname)
     if pk_value is None:
         pk = None
     elif type(pk_value) is int:
