@@ -432,8 +432,7 @@ class CacheStore:
             made = self._made_prefix(client)
             keys = [made + key for key in ("meta:seq", *forever, *expiring)]
             arguments = ["EVALSHA", _BUMP_ROW_SHA, len(keys), *keys, len(forever), self._row_ttl()]
-            pool = client.get_client(write=True).connection_pool  # type: ignore[union-attr]
-            self._writer.send(pool, arguments)
+            self._send(client.get_client(write=True), arguments)  # type: ignore[union-attr]
         except Exception as error:
             self._renew_epoch = True
             self.failed(error, "invalidation")
@@ -461,7 +460,18 @@ class CacheStore:
         arguments: list[Any] = ["MSET"]
         for key, value in values.items():
             arguments += (make_key(key), encode(value))
-        self._writer.send(get_client(write=True).connection_pool, arguments)
+        self._send(get_client(write=True), arguments)
+
+    def _send(self, raw: Any, arguments: list[Any]) -> None:
+        """Run a bump on the thread's own connection; through the client itself when it has no
+        single connection pool (a Redis Cluster client routes by the keys' shared hash tag)."""
+        pool = getattr(raw, "connection_pool", None)
+        if pool is not None:
+            self._writer.send(pool, arguments)
+        elif arguments[0] == "EVALSHA":
+            raw.eval(_BUMP_ROW, *arguments[2:])
+        else:
+            raw.execute_command(*arguments)
 
     def invalidate_all(self) -> None:
         self._renew_epoch = True
