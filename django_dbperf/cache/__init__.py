@@ -1,7 +1,7 @@
 """Cached querysets in Valkey/Redis, invalidated by every write: ``qs.cached()``.
 
-Public API: ``CachingQuerySet``, ``CachingManager`` (and their mixins), ``invalidate()``,
-``invalidate_tags()``, ``invalidate_all()`` and ``stats()``.
+Public API: ``CachingQuerySet``, ``CachingManager`` (and their mixins), ``cached_as()``,
+``invalidate()``, ``invalidate_tags()``, ``invalidate_all()`` and ``stats()``.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.apps import apps
 from django.db.models import Model
 
+from django_dbperf.cache.calls import cached_as
 from django_dbperf.cache.invalidation import model_tables
 from django_dbperf.cache.queryset import (
     CachingEagerManager,
@@ -27,6 +28,7 @@ __all__ = [
     "CachingManagerMixin",
     "CachingQuerySet",
     "CachingQuerySetMixin",
+    "cached_as",
     "invalidate",
     "invalidate_all",
     "invalidate_tags",

@@ -55,7 +55,7 @@ def ttl_for(model: type[Model], ttl: int | None) -> int:
     return int(policy.get(model._meta.label, policy.get("*", 300)))
 
 
-def _require_configuration() -> None:
+def require_configuration() -> None:
     if not cache_configured():
         raise ImproperlyConfigured(
             'Queryset caching needs DBPERF["CACHE"], e.g. DBPERF = {"CACHE": {"ALIAS": '
@@ -90,7 +90,7 @@ def _prefetch_identity(queryset: QuerySet[Any]) -> list[object]:
     return identity
 
 
-def _can_store_in_transaction(using: str) -> bool:
+def can_store_in_transaction(using: str) -> bool:
     """In READ COMMITTED each statement sees what committed before it began, so a result read
     after the versions is never older than them; in a snapshot (SQLite, REPEATABLE READ) it
     can be, so nothing is stored from inside a transaction there."""
@@ -103,6 +103,31 @@ def _can_store_in_transaction(using: str) -> bool:
 
     level = getattr(connection, "isolation_level", None)
     return level in (None, IsolationLevel.READ_COMMITTED)
+
+
+def wait_for_recompute(
+    entry: str, tables: frozenset[str], tags: tuple[str, ...], narrow: Narrowing | None = None
+) -> tuple[bool, Lookup | None]:
+    """Take the recompute lock of ``entry``, or wait for the holder's result: (lock taken, hit)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not STORE.acquire(entry, LOCK_SECONDS):
+        if time.monotonic() >= deadline:
+            return False, None  # the other recompute is slow or gone: compute here too
+        time.sleep(POLL_SECONDS)
+        found = STORE.lookup(entry, tables, tags, narrow)
+        if found is not None and found.hit:
+            return False, found
+    return True, None
+
+
+def validate_options(ttl: object, tags: Iterable[str], where: str) -> tuple[str, ...]:
+    """Check ``ttl`` and ``tags`` as ``cached()`` and ``cached_as()`` take them."""
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
+        raise ValueError(f"{where}(ttl=...) must be a whole number of seconds > 0, not {ttl!r}.")
+    checked = tuple(tags)
+    if any(not isinstance(tag, str) or not tag for tag in checked):
+        raise ValueError(f"{where}(tags=...) must be non-empty strings, not {checked!r}.")
+    return checked
 
 
 class CachingQuerySetMixin(_QuerySetBase):
@@ -124,12 +149,8 @@ class CachingQuerySetMixin(_QuerySetBase):
         ``lock=True`` for expensive queries: on a miss one process recomputes while the others
         wait (up to two seconds) for its result instead of all running the query at once.
         """
-        _require_configuration()
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
-            raise ValueError(f"cached(ttl=...) must be a whole number of seconds > 0, not {ttl!r}.")
-        tags = tuple(tags)
-        if any(not isinstance(tag, str) or not tag for tag in tags):
-            raise ValueError(f"cached(tags=...) must be non-empty strings, not {tags!r}.")
+        require_configuration()
+        tags = validate_options(ttl, tags, "cached")
         clone = self._chain()  # type: ignore[attr-defined]
         clone._dbperf_cache = CacheOptions(ttl, tags, lock)
         return clone  # type: ignore[no-any-return]
@@ -179,7 +200,7 @@ class CachingQuerySetMixin(_QuerySetBase):
             STORE.count(f"tag:{tag}", "miss")
         if not options.lock:
             return self._compute_and_store(entry, lookup, tables, compute, options)
-        acquired, waited = self._wait_for_recompute(entry, tables, options, narrow)
+        acquired, waited = wait_for_recompute(entry, tables, options.tags, narrow)
         if waited is not None:
             return waited.payload
         try:
@@ -196,20 +217,6 @@ class CachingQuerySetMixin(_QuerySetBase):
             return narrow
         return narrow if kind == "rows" and self._iterable_class is ModelIterable else None
 
-    def _wait_for_recompute(
-        self, entry: str, tables: frozenset[str], options: CacheOptions, narrow: Narrowing | None
-    ) -> tuple[bool, Lookup | None]:
-        """Take the recompute lock, or wait for the holder's result: (lock taken, hit)."""
-        deadline = time.monotonic() + WAIT_SECONDS
-        while not STORE.acquire(entry, LOCK_SECONDS):
-            if time.monotonic() >= deadline:
-                return False, None  # the other recompute is slow or gone: compute here too
-            time.sleep(POLL_SECONDS)
-            found = STORE.lookup(entry, tables, options.tags, narrow)
-            if found is not None and found.hit:
-                return False, found
-        return True, None
-
     def _compute_and_store(
         self,
         entry: str,
@@ -222,7 +229,7 @@ class CachingQuerySetMixin(_QuerySetBase):
             result = compute()
         # Store only what was read from versioned tables (a safety net for the table analysis).
         read = set().union(*(read_tables(query.sql) for query in recorder.records))
-        if read <= tables and _can_store_in_transaction(self.db):
+        if read <= tables and can_store_in_transaction(self.db):
             rows = [row.pk for row in result] if lookup.rows_table is not None else ()
             STORE.store(entry, lookup, result, ttl_for(self.model, options.ttl), rows)
         return result

@@ -1,0 +1,192 @@
+"""``@cached_as(Model, ...)``: a function's result, cached under its arguments and invalidated
+by every write to the models it declares.
+
+The keyed form of ``qs.cached()``: a hit builds no queryset and computes no SQL key, so it
+costs one round trip and the result's rebuild (less than a hand-written ``cache.get()`` of the
+same pickled list, see ``docs/performance.rst``). It is as safe as ``cached()``: the function
+runs under a capture, and its result is stored only if every table its statements read belongs
+to the declared models. A function that reads another table is served uncached, with a warning
+naming the table.
+
+    @cached_as(Book, Author, ttl=60)
+    def top_books(author_id):
+        return list(Book.objects.filter(author_id=author_id).select_related("author")[:20])
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import uuid
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any, ParamSpec, TypeVar
+
+from django.apps import apps
+from django.db import connections
+from django.db.models import Model
+
+from django_dbperf.cache.invalidation import dirty_tables, model_tables
+from django_dbperf.cache.queryset import (
+    _fields_signature,
+    can_store_in_transaction,
+    require_configuration,
+    ttl_for,
+    validate_options,
+    wait_for_recompute,
+)
+from django_dbperf.cache.store import STORE, Lookup, entry_name, logger
+from django_dbperf.cache.tables import read_tables
+from django_dbperf.capture import recording
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Argument values whose repr() names them exactly: they can be part of a key.
+_KEYABLE = (
+    type(None), bool, int, float, str, bytes, Decimal, uuid.UUID,
+    datetime.date, datetime.datetime, datetime.time, datetime.timedelta,
+)  # fmt: skip
+
+
+def _keyable(value: object) -> bool:
+    if type(value) in _KEYABLE:
+        return True
+    if type(value) in (tuple, list):
+        return all(_keyable(item) for item in value)  # type: ignore[attr-defined]
+    return False
+
+
+def _argument_key(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    for position, value in [*enumerate(args), *kwargs.items()]:
+        if not _keyable(value):
+            raise TypeError(
+                f"cached_as: argument {position!r} of {name}() is {type(value).__name__} "
+                f"{value!r:.60}, which cannot be part of a cache key. Pass numbers, strings, "
+                "dates, UUIDs, None, or tuples and lists of them (e.g. author.pk, not author)."
+            )
+    return repr((args, sorted(kwargs.items())))
+
+
+class _CachedFunction:
+    """The state of one decorated function: its models, resolved at its first call."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        models: tuple[type[Model] | str, ...],
+        ttl: int | None,
+        tags: tuple[str, ...],
+        lock: bool,
+    ) -> None:
+        self.func, self.declared, self.ttl, self.tags, self.lock = func, models, ttl, tags, lock
+        self.name = f"{func.__module__}.{func.__qualname__}"
+        self.models: list[type[Model]] = []
+        self.tables: frozenset[str] = frozenset()
+        self.signature = ""  # the models' labels and columns: a migration makes a new key
+        self.warned = False
+
+    def resolve(self) -> None:
+        if self.models:
+            return
+        models = [apps.get_model(m) if isinstance(m, str) else m for m in self.declared]
+        self.tables = frozenset().union(*(model_tables(model) for model in models))
+        self.signature = ";".join(
+            f"{model._meta.label}({_fields_signature(model)})" for model in models
+        )
+        self.models = models
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        require_configuration()
+        self.resolve()
+        arguments = _argument_key(self.name, args, kwargs)
+
+        def compute() -> Any:
+            return self.func(*args, **kwargs)
+
+        if not STORE.available:
+            return compute()
+        if any(self.tables & dirty_tables(c.alias) for c in connections.all(initialized_only=True)):
+            STORE.count(self.label, "bypass")
+            return compute()
+        entry = entry_name("call", self.name, self.signature, arguments)
+        lookup = STORE.lookup(entry, self.tables, self.tags)
+        if lookup is None:
+            return compute()
+        self._count("hit" if lookup.hit else "miss")
+        if lookup.hit:
+            return lookup.payload
+        if not self.lock:
+            return self._compute_and_store(entry, lookup, compute)
+        acquired, waited = wait_for_recompute(entry, self.tables, self.tags)
+        if waited is not None:
+            return waited.payload
+        try:
+            return self._compute_and_store(entry, lookup, compute)
+        finally:
+            if acquired:
+                STORE.release(entry)
+
+    @property
+    def label(self) -> str:
+        return f"call:{self.name}"
+
+    def _count(self, event: str) -> None:
+        STORE.count(self.label, event)
+        for tag in self.tags:
+            STORE.count(f"tag:{tag}", event)
+
+    def _compute_and_store(self, entry: str, lookup: Lookup, compute: Callable[[], Any]) -> Any:
+        with recording() as recorder:
+            result = compute()
+        read = set().union(*(read_tables(query.sql) for query in recorder.records))
+        undeclared = read - self.tables
+        if undeclared:
+            if not self.warned:
+                self.warned = True
+                logger.warning(
+                    "django_dbperf cache: %s() read %s, which no model given to cached_as() "
+                    "owns; its results are not cached. Add the model to cached_as(...).",
+                    self.name, ", ".join(sorted(undeclared)),
+                )  # fmt: skip
+            return result
+        aliases = {query.alias for query in recorder.records}
+        if all(can_store_in_transaction(alias) for alias in aliases):
+            STORE.store(entry, lookup, result, ttl_for(self.models[0], self.ttl))
+        return result
+
+
+def cached_as(
+    *models: type[Model] | str,
+    ttl: int | None = None,
+    tags: Iterable[str] = (),
+    lock: bool = False,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Cache the decorated function's results per arguments until one of ``models`` changes.
+
+    ``models``: model classes or ``"app_label.Model"`` labels, every one whose table the
+    function reads. ``ttl`` defaults to the first model's ``DBPERF["CACHE"]["TTL"]`` policy;
+    ``tags`` as for ``cached()``; ``lock=True`` lets one process recompute a missing result
+    while the others wait for it. Arguments must be plain values (numbers, strings, dates,
+    UUIDs, None, tuples and lists of them): anything else raises ``TypeError``.
+    """
+    if not models:
+        raise TypeError("cached_as() needs the models whose tables the function reads.")
+    for model in models:
+        if not isinstance(model, str | type) or (
+            isinstance(model, type) and not issubclass(model, Model)
+        ):
+            raise TypeError(f"cached_as() takes model classes or 'app_label.Model', not {model!r}.")
+    checked_tags = validate_options(ttl, tags, "cached_as")
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        state = _CachedFunction(func, models, ttl, checked_tags, lock)
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            result: R = state(args, kwargs)
+            return result
+
+        return wrapper
+
+    return decorate

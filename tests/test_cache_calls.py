@@ -1,0 +1,165 @@
+"""``@cached_as(Model, ...)``: results cached per arguments, invalidated by the declared models'
+writes, and never stored when the function reads a table it did not declare."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, transaction
+from django.test import override_settings
+
+from django_dbperf import cache as dbperf_cache
+from django_dbperf import capture_queries
+from django_dbperf.cache import cached_as
+from tests.helpers import make_library
+from tests.testapp.models import Author, Book, Tag
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def caching(cache_alias: str) -> str:
+    return cache_alias
+
+
+@pytest.fixture
+def library() -> list[Book]:
+    return make_library(authors=3, books_per_author=2)
+
+
+def queries(func: Callable[[], Any]) -> tuple[Any, int]:
+    with capture_queries() as captured:
+        result = func()
+    return result, len(captured)
+
+
+@cached_as(Book, "testapp.Author")
+def titles_of(author_id: int, *, with_author: bool = False) -> list[str]:
+    books = Book.objects.filter(author_id=author_id).select_related("author").order_by("pk")
+    return [f"{b.title} by {b.author.name}" if with_author else b.title for b in books]
+
+
+@cached_as(Book)
+def tag_names() -> list[str]:
+    return sorted({tag.name for book in Book.objects.all() for tag in book.tags.all()})
+
+
+def test_results_are_served_per_arguments(library: list[Book]) -> None:
+    first, second = Author.objects.order_by("pk")[:2]
+    assert queries(lambda: titles_of(first.pk)) == (["Book 0.0", "Book 0.1"], 1)
+    assert queries(lambda: titles_of(first.pk)) == (["Book 0.0", "Book 0.1"], 0)
+    assert queries(lambda: titles_of(second.pk)) == (["Book 1.0", "Book 1.1"], 1)
+    named = ["Book 0.0 by Author 0", "Book 0.1 by Author 0"]
+    assert queries(lambda: titles_of(first.pk, with_author=True)) == (named, 1)
+    assert queries(lambda: titles_of(author_id=first.pk, with_author=True))[1] == 1
+    assert queries(lambda: titles_of(with_author=True, author_id=first.pk))[1] == 0
+
+
+def test_writes_to_declared_models_invalidate(library: list[Book]) -> None:
+    author = Author.objects.order_by("pk")[0]
+    titles_of(author.pk, with_author=True)
+    author.name = "Renamed"
+    author.save()
+    assert titles_of(author.pk, with_author=True) == [
+        "Book 0.0 by Renamed",
+        "Book 0.1 by Renamed",
+    ]
+    Book.objects.filter(author=author).update(title="Updated")
+    assert titles_of(author.pk) == ["Updated", "Updated"]
+
+
+def test_an_undeclared_table_is_never_cached(
+    library: list[Book], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="django_dbperf"):
+        first = tag_names()
+        assert queries(tag_names)[1] > 1  # recomputed: it reads the tags it did not declare
+    assert "tag_names() read testapp_book_tags, testapp_tag" in caplog.text
+    assert first == ["tag0", "tag1", "tag2"]
+    Tag.objects.filter(name="tag0").update(name="renamed")
+    assert tag_names() == ["renamed", "tag1", "tag2"]
+
+
+def test_arguments_that_cannot_be_keyed_are_refused(library: list[Book]) -> None:
+    author = Author.objects.order_by("pk")[0]
+    with pytest.raises(TypeError, match=r"argument 0 of .*titles_of\(\) is Author .*author\.pk"):
+        titles_of(author)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="needs the models"):
+        cached_as()
+    with pytest.raises(TypeError, match=r"model classes or 'app_label\.Model'"):
+        cached_as(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"cached_as\(ttl=...\)"):
+        cached_as(Book, ttl=0)
+
+
+def test_needs_the_cache_setting(library: list[Book]) -> None:
+    with override_settings(DBPERF={}), pytest.raises(ImproperlyConfigured, match="CACHE"):
+        titles_of(1)
+
+
+def test_a_transaction_that_wrote_the_tables_bypasses(library: list[Book]) -> None:
+    author = Author.objects.order_by("pk")[0]
+    titles_of(author.pk)
+    with transaction.atomic():
+        Book.objects.filter(author=author).update(title="uncommitted")
+        assert queries(lambda: titles_of(author.pk)) == (["uncommitted", "uncommitted"], 1)
+    assert titles_of(author.pk) == ["uncommitted", "uncommitted"]
+
+
+def test_tags_and_counters(library: list[Book], cache_alias: str) -> None:
+    @cached_as(Book, tags=["home"])
+    def count_books() -> int:
+        return Book.objects.count()
+
+    assert (count_books(), count_books()) == (6, 6)
+    dbperf_cache.invalidate_tags("home")
+    assert queries(count_books) == (6, 1)
+    counters = dbperf_cache.stats()
+    name = f"call:{count_books.__module__}.{count_books.__qualname__}"
+    assert (counters[name]["hit"], counters[name]["miss"]) == (1, 2)
+    assert counters["tag:home"]["miss"] == 2
+
+
+def test_switched_off_it_computes_every_time(library: list[Book], cache_alias: str) -> None:
+    with override_settings(DBPERF={"CACHE": {"ALIAS": cache_alias, "ENABLED": False}}):
+        titles_of(1)
+        assert queries(lambda: titles_of(1))[1] == 1
+
+
+def test_lock_lets_one_caller_compute(postgres: None, library: list[Book], on_redis: None) -> None:
+    computed: list[int] = []
+    results: list[int] = []
+    gate = threading.Barrier(4)
+
+    @cached_as(Book, lock=True)
+    def slow_count() -> int:
+        computed.append(1)
+        import time
+
+        time.sleep(0.3)
+        return Book.objects.count()
+
+    def call() -> None:
+        try:
+            gate.wait()
+            results.append(slow_count())
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [6, 6, 6, 6] and len(computed) == 1
+
+
+@pytest.fixture
+def on_redis(cache_alias: str) -> None:
+    if cache_alias != "redis":
+        pytest.skip("several threads share the cache only on Valkey/Redis (the server pass)")
