@@ -1,8 +1,14 @@
-"""Test helpers: the testapp library's data, and finding a marked line of a test file."""
+"""Test helpers: the testapp library's data, counting queries, running threads, and finding a
+marked line of a test file."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
 
 from tests.testapp.models import Author, AuthorProfile, Book, Publisher, Review, Tag
 
@@ -33,3 +39,28 @@ def line_of(path: str, marker: str) -> str:
             if line.rstrip().endswith(f"# {marker}"):
                 return f"{os.path.relpath(path)}:{number}"
     raise AssertionError(f"no line marked {marker!r} in {path}")
+
+
+def queries(func: Callable[[], Any]) -> tuple[Any, int]:
+    """``func()``'s result and the number of statements it ran."""
+    from django_dbperf import capture_queries
+
+    with capture_queries() as captured:
+        result = func()
+    return result, len(captured)
+
+
+def run_in_threads(*targets: Callable[[], None]) -> None:
+    """Run each target in a thread of its own (closing its connections) and wait for all."""
+
+    def run(target: Callable[[], None]) -> None:
+        try:
+            target()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(target,)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

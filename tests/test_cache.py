@@ -16,29 +16,17 @@ from django.db.models import Count, Max, Prefetch
 from django.test import override_settings
 
 from django_dbperf import cache as dbperf_cache
-from django_dbperf import capture_queries
 from django_dbperf.cache.narrow import RowWrite
-from tests.helpers import make_library
+from tests.helpers import make_library, queries
 from tests.testapp.models import Author, Book, Publisher, Review, Tag
 
 # Transactional: inside a test-case transaction every table the setup wrote would bypass.
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def caching(cache_alias: str) -> str:
-    return cache_alias
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_alias")]
 
 
 @pytest.fixture
 def library() -> list[Book]:
     return make_library(authors=3, books_per_author=2)
-
-
-def queries(func: Callable[[], Any]) -> tuple[Any, int]:
-    with capture_queries() as captured:
-        result = func()
-    return result, len(captured)
 
 
 def titles() -> list[str]:
@@ -133,9 +121,9 @@ def test_cache_all_manager_caches_every_read(library: list[Book]) -> None:
     assert (cold, warm) == (1, 0)
 
 
-def test_disabled_flag_turns_caching_off_at_once(library: list[Book], caching: str) -> None:
+def test_disabled_flag_turns_caching_off_at_once(library: list[Book], cache_alias: str) -> None:
     titles()
-    with override_settings(DBPERF={"CACHE": {"ALIAS": caching, "ENABLED": False}}):
+    with override_settings(DBPERF={"CACHE": {"ALIAS": cache_alias, "ENABLED": False}}):
         _, count = queries(titles)
     assert count == 1
 

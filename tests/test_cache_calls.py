@@ -5,37 +5,23 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, transaction
+from django.db import transaction
 from django.test import override_settings
 
 from django_dbperf import cache as dbperf_cache
-from django_dbperf import capture_queries
 from django_dbperf.cache import cached_as
-from tests.helpers import make_library
+from tests.helpers import make_library, queries, run_in_threads
 from tests.testapp.models import Author, Book, Tag
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def caching(cache_alias: str) -> str:
-    return cache_alias
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_alias")]
 
 
 @pytest.fixture
 def library() -> list[Book]:
     return make_library(authors=3, books_per_author=2)
-
-
-def queries(func: Callable[[], Any]) -> tuple[Any, int]:
-    with capture_queries() as captured:
-        result = func()
-    return result, len(captured)
 
 
 @cached_as(Book, "testapp.Author")
@@ -145,17 +131,10 @@ def test_lock_lets_one_caller_compute(postgres: None, library: list[Book], on_re
         return Book.objects.count()
 
     def call() -> None:
-        try:
-            gate.wait()
-            results.append(slow_count())
-        finally:
-            connections.close_all()
+        gate.wait()
+        results.append(slow_count())
 
-    threads = [threading.Thread(target=call) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(call, call, call, call)
     assert results == [6, 6, 6, 6] and len(computed) == 1
 
 

@@ -9,26 +9,20 @@ run against real Valkey/Redis; correctness is checked on every backend.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 
 from django_dbperf import cache as dbperf_cache
 from django_dbperf import capture_queries
 from django_dbperf.cache.narrow import Narrowing, narrowing
-from tests.helpers import make_library
+from tests.helpers import make_library, queries, run_in_threads
 from tests.testapp.models import Author, Book, Publisher
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def caching(cache_alias: str) -> str:
-    return cache_alias
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_alias")]
 
 
 @pytest.fixture
@@ -41,12 +35,6 @@ def on_redis(cache_alias: str) -> None:
 def authors() -> list[Author]:
     make_library(authors=3, books_per_author=2)
     return list(Author.objects.order_by("pk"))
-
-
-def queries(func: Callable[[], Any]) -> tuple[Any, int]:
-    with capture_queries() as captured:
-        result = func()
-    return result, len(captured)
 
 
 def books_of(author: Author) -> list[tuple[int, str, int]]:
@@ -254,41 +242,31 @@ def test_no_stale_read_while_a_row_moves_between_authors(
     before = dbperf_cache.stats().get("testapp.Book", {}).get("hit", 0)
 
     def writer() -> None:
-        try:
-            instance = Book.objects.get(pk=book.pk)
-            value = 0
-            while time.monotonic() < stop:
-                value += 1
-                committing[0] = value
-                instance.pages = value
-                instance.author = second if value % 2 else first
-                instance.save()
-                committed[0] = value
-                time.sleep(0.003)
-        finally:
-            connections.close_all()
+        instance = Book.objects.get(pk=book.pk)
+        value = 0
+        while time.monotonic() < stop:
+            value += 1
+            committing[0] = value
+            instance.pages = value
+            instance.author = second if value % 2 else first
+            instance.save()
+            committed[0] = value
+            time.sleep(0.003)
 
     def reader() -> None:
-        try:
-            while time.monotonic() < stop:
-                for parity, author in ((0, first), (1, second)):
-                    floor = committed[0]
-                    qs = Book.cache.plain().filter(author_id=author.pk).cached()
-                    pages = [b.pages for b in qs if b.pk == book.pk]
-                    ceiling = committing[0]
-                    reads[0] += 1
-                    if pages and pages[0] < floor:
-                        stale.append(("old", floor, ceiling, pages))
-                    if not pages and floor == ceiling and floor % 2 == parity:
-                        stale.append(("missing", floor, ceiling, author.pk))
-        finally:
-            connections.close_all()
+        while time.monotonic() < stop:
+            for parity, author in ((0, first), (1, second)):
+                floor = committed[0]
+                qs = Book.cache.plain().filter(author_id=author.pk).cached()
+                pages = [b.pages for b in qs if b.pk == book.pk]
+                ceiling = committing[0]
+                reads[0] += 1
+                if pages and pages[0] < floor:
+                    stale.append(("old", floor, ceiling, pages))
+                if not pages and floor == ceiling and floor % 2 == parity:
+                    stale.append(("missing", floor, ceiling, author.pk))
 
-    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in "ab"]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(writer, reader, reader)
     hits = dbperf_cache.stats()["testapp.Book"]["hit"] - before
     assert stale == [], f"stale reads: {stale[:10]}"
     assert committed[0] > 50 and hits > 50, (committed[0], hits, reads[0])

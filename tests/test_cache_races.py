@@ -3,15 +3,15 @@ could have seen (the race between populating an entry and invalidating it)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
 import pytest
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import F
 
 from django_dbperf import cache as dbperf_cache
+from tests.helpers import run_in_threads
 from tests.testapp.models import Author, Book
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,35 +30,23 @@ def run_race(write: Callable[[int], None]) -> dict[str, int]:
     before = dbperf_cache.stats().get("testapp.Book", {}).get("hit", 0)
 
     def writer() -> None:
-        try:
-            value = 0
-            while time.monotonic() < stop:
-                value += 1
-                write(book.pk)
-                committed[0] = value
-                time.sleep(0.002)
-        finally:
-            connections.close_all()
+        value = 0
+        while time.monotonic() < stop:
+            value += 1
+            write(book.pk)
+            committed[0] = value
+            time.sleep(0.002)
 
     def reader() -> None:
-        try:
-            while time.monotonic() < stop:
-                floor = committed[0]
-                qs = Book.cache.plain().filter(pk=book.pk).values_list("pages", flat=True)
-                (seen,) = list(qs.cached())
-                reads[0] += 1
-                if seen < floor:
-                    stale.append((floor, seen))
-        finally:
-            connections.close_all()
+        while time.monotonic() < stop:
+            floor = committed[0]
+            qs = Book.cache.plain().filter(pk=book.pk).values_list("pages", flat=True)
+            (seen,) = list(qs.cached())
+            reads[0] += 1
+            if seen < floor:
+                stale.append((floor, seen))
 
-    threads = [threading.Thread(target=writer)] + [
-        threading.Thread(target=reader) for _ in range(READERS)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(writer, *[reader] * READERS)
     hits = dbperf_cache.stats()["testapp.Book"]["hit"] - before
     assert stale == [], f"stale reads (committed, seen): {stale[:10]}"
     return {"reads": reads[0], "hits": hits, "writes": committed[0]}
@@ -101,17 +89,10 @@ def test_lock_lets_one_thread_recompute_while_the_others_wait(
         return execute(sql, params, many, context)
 
     def read() -> None:
-        try:
-            with connection.execute_wrapper(spy):
-                qs = Book.cache.plain().order_by("pk").cached(lock=True)
-                results.append([book.title for book in qs])
-        finally:
-            connections.close_all()
+        with connection.execute_wrapper(spy):
+            qs = Book.cache.plain().order_by("pk").cached(lock=True)
+            results.append([book.title for book in qs])
 
-    threads = [threading.Thread(target=read) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(read, read, read, read)
     assert len(results) == 4 and all(result == results[0] for result in results)
     assert len(computed) == 1  # one recompute; three waited for its result
