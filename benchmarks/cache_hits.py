@@ -609,11 +609,66 @@ def what_if_saves(save: Callable[[], None], off_name: str) -> list[Variant]:
             unread[0] -= 1
             writer.connection.read_response()
 
+    from django.db import connection
+
+    active: list[Any] = []
+
+    def overlapped_on() -> None:
+        set_cache_setting(False)  # the wrapper below stands in for the invalidation
+        active.append(connection.execute_wrapper(overlapped))
+        active[-1].__enter__()
+
+    def overlapped_off() -> None:
+        active.pop().__exit__(None, None, None)
+        drain()
+        set_cache_setting(True)
+
+    overlapped, drain = overlapped_bumps(save)
     next_save = save
     return [
         Variant("what-if: save(), bump sent without waiting for its reply", save, off_name,
                 enter=sending_on, exit=sending_off),
+        Variant("what-if: save(), bump overlapped with the UPDATE, + a second message", save,
+                off_name, enter=overlapped_on, exit=overlapped_off),
     ]  # fmt: skip
+
+
+def overlapped_bumps(save: Callable[[], None]) -> tuple[Any, Callable[[], None]]:
+    """An ``execute_wrapper`` that sends a row's bump script before the statement, reads its
+    reply after it, then sends one more message without waiting: the messages a design that
+    hides the round trip behind the database's would send (it would mark the table's writes in
+    flight before the statement and clear the mark after the commit). Commands are packed in
+    advance and no row is looked up: the cost of the messages alone. Returns the wrapper and a
+    function that reads the last unread reply."""
+    from django_dbperf.cache.store import _BUMP_ROW_SHA, STORE
+
+    set_cache_setting(True)
+    save()  # opens the bump connection
+    writer = STORE._writer
+    bump_connection = writer.connection
+    made = STORE._made_prefix(STORE.cache.client)  # type: ignore[attr-defined]
+    table = f"{APP_LABEL}_book"
+    keys = [made + name for name in ("meta:seq", f"table:{table}", f"part:{table}:author_id:1",
+                                      f"pk:{table}:1", f"row:{table}:1")]  # fmt: skip
+    before = bump_connection.pack_command("EVALSHA", _BUMP_ROW_SHA, len(keys), *keys, 1, 300)
+    after = bump_connection.pack_command("DECR", made + f"flight:{table}")
+    unread = [0]
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        bump_connection.send_packed_command(before, check_health=False)
+        result = execute(sql, params, many, context)
+        for _ in range(unread[0] + 1):
+            bump_connection.read_response()
+        bump_connection.send_packed_command(after, check_health=False)
+        unread[0] = 1
+        return result
+
+    def drain() -> None:
+        if unread[0]:
+            bump_connection.read_response()
+            unread[0] = 0
+
+    return wrapper, drain
 
 
 def verify(variants: list[Variant], expected: list[Any], backend: Backend) -> None:
