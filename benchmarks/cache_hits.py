@@ -62,7 +62,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import author_book_models, noop, quantile, register_app_module, version_of
+from harness import author_book_models, noop, paired, register_app_module, version_of
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -455,19 +455,17 @@ def summarise(variants: list[Variant]) -> list[Row]:
     by_name = {variant.name: variant for variant in variants}
     rows = []
     for variant in variants:
-        base = by_name[variant.baseline].samples
-        pairs = list(zip(variant.samples, base, strict=True))
-        ratios = [value / baseline for value, baseline in pairs]
+        against = paired(variant.samples, by_name[variant.baseline].samples)
         rows.append(
             Row(
                 name=variant.name,
                 baseline=variant.baseline,
                 batch=variant.batch,
                 median_us=statistics.median(variant.samples) / 1000,
-                ratio=statistics.median(ratios),
-                ratio_p25=quantile(ratios, 0.25),
-                ratio_p75=quantile(ratios, 0.75),
-                diff_us=statistics.median([(v - b) / 1000 for v, b in pairs]),
+                ratio=against.ratio,
+                ratio_p25=against.ratio_p25,
+                ratio_p75=against.ratio_p75,
+                diff_us=against.diff / 1000,
                 note=variant.note,
             )
         )

@@ -1,11 +1,14 @@
-"""Pieces the benchmark scripts share: package look-ups, an in-file Django app, quantiles."""
+"""Pieces the benchmark scripts share: package look-ups, an in-file Django app, quantiles and
+paired ratios."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import statistics
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,28 @@ def quantile(values: list[float], q: float) -> float:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A variant against its baseline, round by round: the median ratio with its quartiles,
+    and the median difference (in the samples' unit)."""
+
+    ratio: float
+    ratio_p25: float
+    ratio_p75: float
+    diff: float
+
+
+def paired(samples: list[float], baseline: list[float]) -> Paired:
+    pairs = list(zip(samples, baseline, strict=True))
+    ratios = [value / base for value, base in pairs]
+    return Paired(
+        statistics.median(ratios),
+        quantile(ratios, 0.25),
+        quantile(ratios, 0.75),
+        statistics.median([value - base for value, base in pairs]),
+    )
 
 
 def noop() -> None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import has_module, noop, quantile, register_app_module, version_of
+from harness import has_module, noop, paired, register_app_module, version_of
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -791,18 +791,10 @@ class Result:
 def summarise(variants: list[Variant], floor_overhead: float | None) -> list[Result]:
     by_name = {variant.name: variant for variant in variants}
 
-    def paired(variant: Variant) -> tuple[list[float], list[float]]:
-        base = by_name[variant.baseline].samples
-        ratios = [v / b for v, b in zip(variant.samples, base, strict=True)]
-        diffs = [
-            (v - b) / 1000 / QUERIES_PER_REQUEST for v, b in zip(variant.samples, base, strict=True)
-        ]
-        return ratios, diffs
-
     results = []
     for variant in variants:
-        ratios, diffs = paired(variant)
-        overhead = statistics.median(diffs)
+        against = paired(variant.samples, by_name[variant.baseline].samples)
+        overhead = against.diff / 1000 / QUERIES_PER_REQUEST
         vs_floor = None
         if floor_overhead and variant.name != variant.baseline:
             vs_floor = overhead / floor_overhead
@@ -812,9 +804,9 @@ def summarise(variants: list[Variant], floor_overhead: float | None) -> list[Res
                 path=variant.path,
                 batch=variant.batch,
                 median_us=statistics.median(variant.samples) / 1000,
-                ratio=statistics.median(ratios),
-                ratio_p25=quantile(ratios, 0.25),
-                ratio_p75=quantile(ratios, 0.75),
+                ratio=against.ratio,
+                ratio_p25=against.ratio_p25,
+                ratio_p75=against.ratio_p75,
                 overhead_us_per_query=overhead,
                 vs_floor=vs_floor,
                 note=variant.note,

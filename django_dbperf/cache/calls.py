@@ -31,13 +31,12 @@ from django_dbperf.cache.queryset import (
     _fields_signature,
     can_store_in_transaction,
     require_configuration,
+    run_recorded,
+    serve,
     ttl_for,
     validate_options,
-    wait_for_recompute,
 )
 from django_dbperf.cache.store import STORE, Lookup, entry_name, logger
-from django_dbperf.cache.tables import read_tables
-from django_dbperf.capture import recording
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -110,36 +109,20 @@ class _CachedFunction:
             STORE.count(self.label, "bypass")
             return compute()
         entry = entry_name("call", self.name, self.signature, arguments)
-        lookup = STORE.lookup(entry, self.tables, self.tags)
-        if lookup is None:
-            return compute()
-        self._count("hit" if lookup.hit else "miss")
-        if lookup.hit:
-            return lookup.payload
-        if not self.lock:
+
+        def compute_and_store(lookup: Lookup) -> Any:
             return self._compute_and_store(entry, lookup, compute)
-        acquired, waited = wait_for_recompute(entry, self.tables, self.tags)
-        if waited is not None:
-            return waited.payload
-        try:
-            return self._compute_and_store(entry, lookup, compute)
-        finally:
-            if acquired:
-                STORE.release(entry)
+
+        return serve(
+            entry, self.tables, self.tags, None, self.label, self.lock, compute, compute_and_store
+        )
 
     @property
     def label(self) -> str:
         return f"call:{self.name}"
 
-    def _count(self, event: str) -> None:
-        STORE.count(self.label, event)
-        for tag in self.tags:
-            STORE.count(f"tag:{tag}", event)
-
     def _compute_and_store(self, entry: str, lookup: Lookup, compute: Callable[[], Any]) -> Any:
-        with recording() as recorder:
-            result = compute()
-        read = set().union(*(read_tables(query.sql) for query in recorder.records))
+        result, read, aliases = run_recorded(compute)
         undeclared = read - self.tables
         if undeclared:
             if not self.warned:
@@ -150,7 +133,6 @@ class _CachedFunction:
                     self.name, ", ".join(sorted(undeclared)),
                 )  # fmt: skip
             return result
-        aliases = {query.alias for query in recorder.records}
         if all(can_store_in_transaction(alias) for alias in aliases):
             STORE.store(entry, lookup, result, ttl_for(self.models[0], self.ttl))
         return result

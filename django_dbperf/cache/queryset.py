@@ -120,6 +120,44 @@ def wait_for_recompute(
     return True, None
 
 
+def serve(
+    entry: str,
+    tables: frozenset[str],
+    tags: tuple[str, ...],
+    narrow: Narrowing | None,
+    subject: str,
+    lock: bool,
+    compute: Callable[[], Any],
+    compute_and_store: Callable[[Lookup], Any],
+) -> Any:
+    """A hit from the cache, or the result of ``compute_and_store(lookup)`` on a miss (under
+    the recompute lock with ``lock``); ``compute()`` alone when the cache cannot be read."""
+    lookup = STORE.lookup(entry, tables, tags, narrow)
+    if lookup is None:
+        return compute()
+    STORE.count_lookup(subject, tags, "hit" if lookup.hit else "miss")
+    if lookup.hit:
+        return lookup.payload
+    if not lock:
+        return compute_and_store(lookup)
+    acquired, waited = wait_for_recompute(entry, tables, tags, narrow)
+    if waited is not None:
+        return waited.payload
+    try:
+        return compute_and_store(lookup)
+    finally:
+        if acquired:
+            STORE.release(entry)
+
+
+def run_recorded(compute: Callable[[], Any]) -> tuple[Any, set[str], set[str]]:
+    """``compute()``'s result, the tables its statements read and the aliases they ran on."""
+    with recording() as recorder:
+        result = compute()
+    read = set().union(*(read_tables(query.sql) for query in recorder.records))
+    return result, read, {query.alias for query in recorder.records}
+
+
 def validate_options(ttl: object, tags: Iterable[str], where: str) -> tuple[str, ...]:
     """Check ``ttl`` and ``tags`` as ``cached()`` and ``cached_as()`` take them."""
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
@@ -187,27 +225,13 @@ class CachingQuerySetMixin(_QuerySetBase):
         if UNKNOWN in tables or tables & dirty_tables(self.db):
             STORE.count(label, "bypass")
             return compute()
-        lookup = STORE.lookup(entry, tables, options.tags, narrow)
-        if lookup is None:
-            return compute()
-        if lookup.hit:
-            STORE.count(label, "hit")
-            for tag in options.tags:
-                STORE.count(f"tag:{tag}", "hit")
-            return lookup.payload
-        STORE.count(label, "miss")
-        for tag in options.tags:
-            STORE.count(f"tag:{tag}", "miss")
-        if not options.lock:
+
+        def compute_and_store(lookup: Lookup) -> Any:
             return self._compute_and_store(entry, lookup, tables, compute, options)
-        acquired, waited = wait_for_recompute(entry, tables, options.tags, narrow)
-        if waited is not None:
-            return waited.payload
-        try:
-            return self._compute_and_store(entry, lookup, tables, compute, options)
-        finally:
-            if acquired:
-                STORE.release(entry)
+
+        return serve(
+            entry, tables, options.tags, narrow, label, options.lock, compute, compute_and_store
+        )
 
     def _narrowing(self, kind: str, sql: str, prefetched: frozenset[str]) -> Narrowing | None:
         """Narrow by primary key for any evaluation; by foreign key only for instances, whose
@@ -225,10 +249,8 @@ class CachingQuerySetMixin(_QuerySetBase):
         compute: Callable[[], Any],
         options: CacheOptions,
     ) -> Any:
-        with recording() as recorder:
-            result = compute()
+        result, read, _ = run_recorded(compute)
         # Store only what was read from versioned tables (a safety net for the table analysis).
-        read = set().union(*(read_tables(query.sql) for query in recorder.records))
         if read <= tables and can_store_in_transaction(self.db):
             rows = [row.pk for row in result] if lookup.rows_table is not None else ()
             STORE.store(entry, lookup, result, ttl_for(self.model, options.ttl), rows)

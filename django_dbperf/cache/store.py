@@ -140,9 +140,20 @@ class CacheStore:
     def cache(self) -> BaseCache:
         return caches[self.config["ALIAS"]]
 
-    def key(self, kind: str, name: str) -> str:
+    def prefix(self) -> str:
         # One hash tag for every key, so a Redis Cluster keeps them in one slot (one MGET).
-        return f"{{{self.config['KEY_PREFIX']}}}:{kind}:{name}"
+        return f"{{{self.config['KEY_PREFIX']}}}:"
+
+    def key(self, kind: str, name: str) -> str:
+        return f"{self.prefix()}{kind}:{name}"
+
+    def redis(self) -> tuple[Any, Any] | None:
+        """django-redis' client and the primary's redis-py client; None for other backends
+        (local memory in tests), which go through the cache API instead."""
+        client = getattr(self.cache, "client", None)
+        if getattr(client, "get_client", None) is None:
+            return None
+        return client, client.get_client(write=True)  # type: ignore[union-attr]
 
     @property
     def available(self) -> bool:
@@ -172,11 +183,10 @@ class CacheStore:
     # --- epoch -------------------------------------------------------------------------
 
     def _server_run_id(self) -> str | None:
-        client = getattr(self.cache, "client", None)
-        get_client = getattr(client, "get_client", None)
-        if get_client is None:
+        redis = self.redis()
+        if redis is None:
             return None  # not django-redis (e.g. local memory): nothing survives a restart
-        info = get_client(write=False).info("server")
+        info = redis[1].info("server")
         return str(info.get("run_id")) if info else None
 
     def _check_run_id(self) -> None:
@@ -216,7 +226,7 @@ class CacheStore:
         narrow: Narrowing | None = None,
     ) -> Lookup | None:
         """The entry if valid, else the versions to store a fresh result under. None: skip."""
-        if narrow is not None and not narrow.by_pk and self._raw_client() is None:
+        if narrow is not None and not narrow.by_pk and self.redis() is None:
             narrow = None  # rows' versions need Lua on the server: per table elsewhere
         names, expiring = self._version_names(tables, tags, narrow)
         entry_key, epoch_key = self.key("entry", entry), self.key("meta", EPOCH)
@@ -288,31 +298,24 @@ class CacheStore:
         An entry that outlives a version it depends on is only a miss (a missing version never
         matches), never stale.
         """
-        return _longest_ttl(self.config)
-
-    def _raw_client(self) -> Any:
-        """django-redis' client of the primary, or None for other backends."""
-        client = getattr(self.cache, "client", None)
-        get_client = getattr(client, "get_client", None)
-        return None if get_client is None else get_client(write=True)
+        policy: Mapping[str, int] = self.config["TTL"]
+        return max([300, *policy.values()])
 
     def _read(self, keys: list[str]) -> list[Any]:
         """The stored values as they are (bytes on django-redis), read from the primary: a
         replica that lags would return versions a write has already replaced."""
-        client = getattr(self.cache, "client", None)
-        get_client = getattr(client, "get_client", None)
-        if get_client is None:
+        redis = self.redis()
+        if redis is None:
             found = self.cache.get_many(keys)
             return [found.get(key) for key in keys]
-        make_key = client.make_key  # type: ignore[union-attr]
-        values: list[Any] = get_client(write=True).mget([make_key(key) for key in keys])
+        client, raw = redis
+        values: list[Any] = raw.mget([client.make_key(key) for key in keys])
         return values
 
     def _read_with_rows(self, keys: list[str], table: str) -> list[Any]:
         """``_read(keys)``, then the current versions of the rows the entry (``keys[1]``)
         lists, in one round trip (a Lua script)."""
-        client: Any = self.cache.client  # type: ignore[attr-defined]
-        raw = client.get_client(write=True)
+        client, raw = self.redis()  # type: ignore[misc]  # only called on django-redis
         script = raw.register_script(_READ_WITH_ROWS)
         values: list[Any] = script(
             keys=[client.make_key(key) for key in keys],
@@ -336,14 +339,14 @@ class CacheStore:
             return
         key = self.key("entry", entry)
         try:
-            client = getattr(self.cache, "client", None)
+            redis = self.redis()
             if lookup.rows_table is not None:
                 self._store_with_rows(key, lookup, blob, ttl, rows)
-            elif getattr(client, "get_client", None) is None:
+            elif redis is None:
                 self.cache.set(key, lookup.header + blob, timeout=ttl)
             else:  # raw bytes: the header is compared as stored, nothing is unpickled twice
-                raw = client.get_client(write=True)  # type: ignore[union-attr]
-                raw.set(client.make_key(key), lookup.header + blob, ex=ttl)  # type: ignore[union-attr]
+                client, raw = redis
+                raw.set(client.make_key(key), lookup.header + blob, ex=ttl)
         except Exception as error:
             self.failed(error, "a cache write")
 
@@ -354,8 +357,7 @@ class CacheStore:
         pks = [canonical(pk) for pk in rows]
         if None in pks:
             return  # a primary key that cannot be keyed: not stored
-        client: Any = self.cache.client  # type: ignore[attr-defined]
-        raw = client.get_client(write=True)
+        client, raw = self.redis()  # type: ignore[misc]  # only called on django-redis
         script = raw.register_script(_STORE_WITH_ROWS)
         script(
             keys=[client.make_key(key)],
@@ -421,18 +423,18 @@ class CacheStore:
         if pk is not None:
             expiring += (f"pk:{table}:{pk}", f"row:{table}:{pk}")
         try:
-            cache = self.cache
-            client = getattr(cache, "client", None)
-            if getattr(client, "get_client", None) is None:
-                prefix = self.key("k", "n")[: -len("k:n")]  # "{KEY_PREFIX}:"
-                cache.set_many({prefix + key: new_token() for key in forever}, timeout=None)
+            redis = self.redis()
+            if redis is None:
+                prefix = self.prefix()
+                self.cache.set_many({prefix + key: new_token() for key in forever}, timeout=None)
                 tokens = {prefix + key: new_token() for key in expiring}
-                cache.set_many(tokens, timeout=self._row_ttl())
+                self.cache.set_many(tokens, timeout=self._row_ttl())
                 return
+            client, raw = redis
             made = self._made_prefix(client)
             keys = [made + key for key in ("meta:seq", *forever, *expiring)]
             arguments = ["EVALSHA", _BUMP_ROW_SHA, len(keys), *keys, len(forever), self._row_ttl()]
-            self._send(client.get_client(write=True), arguments)  # type: ignore[union-attr]
+            self._send(raw, arguments)
         except Exception as error:
             self._renew_epoch = True
             self.failed(error, "invalidation")
@@ -442,7 +444,7 @@ class CacheStore:
         (remembered per client: a write makes six keys)."""
         made: str | None = getattr(client, "_dbperf_made_prefix", None)
         if made is None:
-            base = self.key("k", "n")[: -len("k:n")]
+            base = self.prefix()
             made = str(client.make_key(base))
             if str(client.make_key(base + "k:n")) != made + "k:n":
                 raise ValueError("a KEY_FUNCTION that does not append the key is not supported")
@@ -451,16 +453,15 @@ class CacheStore:
 
     def _set_forever(self, values: dict[str, int]) -> None:
         """One ``MSET`` on django-redis (a write's whole cost here); ``set_many`` elsewhere."""
-        client = getattr(self.cache, "client", None)
-        get_client = getattr(client, "get_client", None)
-        if get_client is None:
+        redis = self.redis()
+        if redis is None:
             self.cache.set_many(values, timeout=None)
             return
-        make_key, encode = client.make_key, client.encode  # type: ignore[union-attr]
+        client, raw = redis
         arguments: list[Any] = ["MSET"]
         for key, value in values.items():
-            arguments += (make_key(key), encode(value))
-        self._send(get_client(write=True), arguments)
+            arguments += (client.make_key(key), client.encode(value))
+        self._send(raw, arguments)
 
     def _send(self, raw: Any, arguments: list[Any]) -> None:
         """Run a bump on the thread's own connection; through the client itself when it has no
@@ -490,6 +491,12 @@ class CacheStore:
             due = time.monotonic() - self._counts_flushed >= STATS_FLUSH_INTERVAL
         if due:
             self.flush_counts()
+
+    def count_lookup(self, subject: str, tags: Iterable[str], event: str) -> None:
+        """Count ``event`` (hit, miss) for ``subject`` and for each of the entry's tags."""
+        self.count(subject, event)
+        for tag in tags:
+            self.count(f"tag:{tag}", event)
 
     def flush_counts(self) -> None:
         with self._lock:
@@ -540,18 +547,6 @@ def _loads(blob: Any) -> Any:
         return payload.loads(blob)
     except Exception:
         return _UNREADABLE
-
-
-_ttls: dict[int, tuple[Mapping[str, Any], int]] = {}
-
-
-def _longest_ttl(config: Mapping[str, Any]) -> int:
-    found = _ttls.get(id(config))
-    if found is None or found[0] is not config:
-        if len(_ttls) > 64:
-            _ttls.clear()
-        found = _ttls[id(config)] = (config, max([300, *config["TTL"].values()]))
-    return found[1]
 
 
 def new_token() -> int:

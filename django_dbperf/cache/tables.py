@@ -37,7 +37,7 @@ def read_tables(sql: str) -> frozenset[str]:
     """Every table named after FROM or JOIN (subqueries included)."""
     tables = _reads.get(sql)
     if tables is None:
-        tables = _names(_READS.finditer(sql))
+        tables = frozenset(table_occurrences(sql))
         _remember(_reads, sql, tables)
     return tables
 
