@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from django_dbperf import query_budget
 from tests.testapp.models import Author, Book
+
+# The slow view's query takes this long; tests set SLOW_QUERY_MS far below it and far above
+# what a cheap query can take on a loaded machine.
+SLOW_VIEW_SECONDS = 1.0
 
 
 def clean(request: HttpRequest) -> JsonResponse:
@@ -38,15 +44,14 @@ def generous(request: HttpRequest) -> JsonResponse:
 
 
 def slow(request: HttpRequest) -> HttpResponse:
+    """One query that sleeps SLOW_VIEW_SECONDS in the database: far above any test's threshold."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT pg_sleep(0.03)")
+            cursor.execute("SELECT pg_sleep(%s)", [SLOW_VIEW_SECONDS])
         else:
-            # A recursive count that takes tens of milliseconds on SQLite.
-            cursor.execute(
-                "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 300000)"
-                " SELECT count(*) FROM n"
-            )
+            # SQLite has no sleep(): register one on this connection (idempotent).
+            connection.connection.create_function("dbperf_test_sleep", 1, time.sleep)
+            cursor.execute("SELECT dbperf_test_sleep(%s)", [SLOW_VIEW_SECONDS])
     return HttpResponse("slow")
 
 
