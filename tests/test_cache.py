@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
-from django.db.models import Count, Max, Prefetch
+from django.db.models import Count, Max, Prefetch, Q
 from django.test import override_settings
 
 from django_dbperf import cache as dbperf_cache
@@ -481,3 +481,57 @@ def test_a_hit_does_not_compile_sql(library: list[Book], monkeypatch: pytest.Mon
     assert queries(page) == (["Author 0", "Author 0", "Author 1", "Author 1", "Author 2",
                               "Author 2"], 0)  # fmt: skip
     assert compiled == []
+
+
+# --- keys: values, never their repr() ----------------------------------------------------------
+
+
+def test_aggregate_filters_on_instances_are_keyed_by_value(library: list[Book]) -> None:
+    # Q(author=a) printed str(a): two authors of one name shared the first one's count.
+    first, second = Author.objects.order_by("pk")[:2]
+    Author.objects.filter(pk=second.pk).update(name=first.name)
+    first, second = Author.objects.get(pk=first.pk), Author.objects.get(pk=second.pk)
+    assert str(first) == str(second)
+    Book.objects.create(title="Extra", author=second)
+
+    def count_for(author: Author) -> int:
+        qs = Book.cache.plain().cached()
+        return int(qs.aggregate(n=Count("id", filter=Q(author=author)))["n"])
+
+    assert [count_for(first), count_for(second), count_for(first)] == [2, 3, 2]
+    assert queries(lambda: count_for(second)) == (3, 0)
+
+
+def test_aggregate_over_a_join_depends_on_the_joined_table(library: list[Book]) -> None:
+    def reviewed() -> int:
+        qs = Book.cache.plain().cached()
+        return int(qs.aggregate(n=Count("id", filter=Q(reviews__rating__gte=5)))["n"])
+
+    before = reviewed()
+    Review.objects.update(rating=5)
+    assert reviewed() == Book.objects.count() != before
+
+
+def test_a_parameter_without_an_exact_key_is_served_uncached(
+    library: list[Book], caplog: pytest.LogCaptureFixture
+) -> None:
+    class Title:
+        """Adapted by the driver as its text; its repr() says nothing about it."""
+
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+        def __conform__(self, protocol: object) -> str:  # sqlite3's adaptation hook
+            return self.text
+
+    if connection.vendor == "postgresql":
+        pytest.skip("psycopg adapts only registered types; the SQLite driver's hook is used")
+
+    def matching(text: str) -> list[str]:
+        qs = Book.cache.plain().extra(where=["title = %s"], params=[Title(text)]).cached()
+        return [book.title for book in qs]
+
+    assert matching("Book 0.0") == ["Book 0.0"]
+    assert queries(lambda: matching("Book 1.1")) == (["Book 1.1"], 1)
+    assert dbperf_cache.stats()["testapp.Book"]["bypass"] == 2
+    assert caplog.text.count("cannot be keyed exactly") <= 1

@@ -122,7 +122,7 @@ def test_lock_lets_one_caller_compute(postgres: None, library: list[Book], on_re
     results: list[int] = []
     gate = threading.Barrier(4)
 
-    @cached_as(Book, lock=True)
+    @cached_as(Book, lock=True, key="slow count")  # closes over computed: named by key=
     def slow_count() -> int:
         computed.append(1)
         import time
@@ -142,3 +142,24 @@ def test_lock_lets_one_caller_compute(postgres: None, library: list[Book], on_re
 def on_redis(cache_alias: str) -> None:
     if cache_alias != "redis":
         pytest.skip("several threads share the cache only on Valkey/Redis (the server pass)")
+
+
+def counter(minimum: int, key: str | None = None) -> object:
+    @cached_as(Book, key=key)
+    def count() -> int:
+        return Book.objects.filter(pages__gte=minimum).count()
+
+    return count
+
+
+def test_closures_need_a_key_naming_what_they_close_over(library: list[Book]) -> None:
+    # Two closures of one factory share a qualified name: they shared entries.
+    with pytest.raises(TypeError, match=r"closes over minimum.*key="):
+        counter(0)
+    everything, long_ones = counter(0, key="minimum=0"), counter(101, key="minimum=101")
+    assert [everything(), long_ones(), everything()] == [6, 3, 6]  # type: ignore[operator]
+
+
+def test_key_must_be_a_non_empty_string() -> None:
+    with pytest.raises(TypeError, match=r"key=\.\.\.\) must be a non-empty str"):
+        cached_as(Book, key="")

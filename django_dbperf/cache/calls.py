@@ -15,17 +15,15 @@ naming the table.
 
 from __future__ import annotations
 
-import datetime
 import functools
-import uuid
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
 from django.apps import apps
 from django.db import connections
 from django.db.models import Model
 
+from django_dbperf.cache.encode import Unencodable, encode
 from django_dbperf.cache.invalidation import dirty_tables, model_tables
 from django_dbperf.cache.queryset import (
     _fields_signature,
@@ -41,30 +39,29 @@ from django_dbperf.cache.store import STORE, Lookup, entry_name, logger
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Argument values whose repr() names them exactly: they can be part of a key.
-_KEYABLE = (
-    type(None), bool, int, float, str, bytes, Decimal, uuid.UUID,
-    datetime.date, datetime.datetime, datetime.time, datetime.timedelta,
-)  # fmt: skip
-
-
-def _keyable(value: object) -> bool:
-    if type(value) in _KEYABLE:
-        return True
-    if type(value) in (tuple, list):
-        return all(_keyable(item) for item in value)  # type: ignore[attr-defined]
-    return False
-
 
 def _argument_key(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    try:
+        return encode((args, sorted(kwargs.items())))
+    except Unencodable:
+        pass
     for position, value in [*enumerate(args), *kwargs.items()]:
-        if not _keyable(value):
+        try:
+            encode(value)
+        except Unencodable:
             raise TypeError(
                 f"cached_as: argument {position!r} of {name}() is {type(value).__name__} "
                 f"{value!r:.60}, which cannot be part of a cache key. Pass numbers, strings, "
                 "dates, UUIDs, None, or tuples and lists of them (e.g. author.pk, not author)."
-            )
-    return repr((args, sorted(kwargs.items())))
+            ) from None
+    raise AssertionError("unreachable: some argument is not encodable")
+
+
+def _closure_names(func: Callable[..., Any]) -> list[str]:
+    """The names of the variables ``func`` closes over: inputs its arguments do not show."""
+    if not getattr(func, "__closure__", None):
+        return []
+    return list(func.__code__.co_freevars)
 
 
 class _CachedFunction:
@@ -77,9 +74,12 @@ class _CachedFunction:
         ttl: int | None,
         tags: tuple[str, ...],
         lock: bool,
+        key: str,
     ) -> None:
         self.func, self.declared, self.ttl, self.tags, self.lock = func, models, ttl, tags, lock
+        # key= tells apart functions of one qualname (closures made by one factory).
         self.name = f"{func.__module__}.{func.__qualname__}"
+        self.variant = key
         self.models: list[type[Model]] = []
         self.tables: frozenset[str] = frozenset()
         self.signature = ""  # the models' labels and columns: a migration makes a new key
@@ -108,7 +108,7 @@ class _CachedFunction:
         if any(self.tables & dirty_tables(c.alias) for c in connections.all(initialized_only=True)):
             STORE.count(self.label, "bypass")
             return compute()
-        entry = entry_name("call", self.name, self.signature, arguments)
+        entry = entry_name("call", self.name, encode(self.variant), self.signature, arguments)
 
         def compute_and_store(lookup: Lookup) -> Any:
             return self._compute_and_store(entry, lookup, compute)
@@ -143,6 +143,7 @@ def cached_as(
     ttl: int | None = None,
     tags: Iterable[str] = (),
     lock: bool = False,
+    key: str | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Cache the decorated function's results per arguments until one of ``models`` changes.
 
@@ -151,7 +152,15 @@ def cached_as(
     ``tags`` as for ``cached()``; ``lock=True`` lets one process recompute a missing result
     while the others wait for it. Arguments must be plain values (numbers, strings, dates,
     UUIDs, None, tuples and lists of them): anything else raises ``TypeError``.
+
+    Results are keyed by the function's qualified name and its arguments, nothing else: a
+    function that reads other inputs (the current user, tenant, language, the time, a
+    variable it closes over) must take them as arguments. A closure is refused unless
+    ``key`` names what it closed over (e.g. ``key=f"threshold={threshold}"``): closures made
+    by one factory share a qualified name.
     """
+    if key is not None and (not isinstance(key, str) or not key):
+        raise TypeError(f"cached_as(key=...) must be a non-empty str, not {key!r}.")
     if not models:
         raise TypeError("cached_as() needs the models whose tables the function reads.")
     for model in models:
@@ -162,7 +171,15 @@ def cached_as(
     checked_tags = validate_options(ttl, tags, "cached_as")
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        state = _CachedFunction(func, models, ttl, checked_tags, lock)
+        free = _closure_names(func)
+        if free and key is None:
+            raise TypeError(
+                f"cached_as: {func.__module__}.{func.__qualname__}() closes over "
+                f"{', '.join(free)}, which its cache key cannot see: closures made by one "
+                "factory would share results. Pass them as arguments, or give "
+                "cached_as(..., key=...) a string naming their values."
+            )
+        state = _CachedFunction(func, models, ttl, checked_tags, lock, key or "")
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:

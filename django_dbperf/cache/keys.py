@@ -9,7 +9,8 @@ in the cache is made of the SQL text, the lookup classes in the order the WHERE 
 them (``contains`` and ``startswith`` compile to the same ``LIKE %s`` and differ only in how
 they turn the value into the parameter), the time zone settings Django converts datetimes
 with, and the uncompiled values. Queries no shape describes are keyed by their compiled SQL
-and parameters, under a different marker.
+and parameters, under a different marker. Values are written by ``encode.py`` (never ``repr()``);
+one it cannot write exactly raises ``Unencodable`` and the read is served uncached.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from django.core.signals import setting_changed
 from django.db.models.lookups import Lookup
 from django.db.models.sql.where import WhereNode
 
+from django_dbperf.cache.encode import encode_all
 from django_dbperf.cache.shape import query_shape
 
 MEMO_SIZE = 2048  # shapes remembered; each slice bound is its own shape, so it is bounded
@@ -57,12 +59,12 @@ def _lookup_signature(node: Any) -> list[str]:
 
 def query_key(queryset: Any) -> QueryKey:
     """The SQL of ``queryset`` and the rest of its cache key. Raises ``EmptyResultSet`` like
-    compiling does, for a query Django knows matches nothing."""
+    compiling does, for a query Django knows matches nothing, and ``Unencodable``."""
     query, using = queryset.query, queryset.db
     shaped = query_shape(query)
     if shaped is None:
         sql, params = query.get_compiler(using=using).as_sql()
-        return QueryKey(sql, f"compiled:{params!r}")
+        return QueryKey(sql, "compiled:" + encode_all(params))
     shape, values = shaped
     compiled = _memo.get((using, shape))
     if compiled is None:
@@ -73,7 +75,7 @@ def query_key(queryset: Any) -> QueryKey:
         if len(_memo) >= MEMO_SIZE:
             _memo.clear()
         _memo[(using, shape)] = compiled
-    return QueryKey(compiled.sql, f"{compiled.signature}:{values!r}")
+    return QueryKey(compiled.sql, f"{compiled.signature}:{encode_all(values)}")
 
 
 def _forget(*, setting: str, **kwargs: object) -> None:

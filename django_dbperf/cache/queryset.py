@@ -19,8 +19,9 @@ from django.db import connections, models
 from django.db.models import Model, Prefetch, QuerySet
 from django.db.models.query import ModelIterable
 
+from django_dbperf.cache.encode import Unencodable, encode, encode_all
 from django_dbperf.cache.invalidation import dirty_tables
-from django_dbperf.cache.keys import query_key
+from django_dbperf.cache.keys import QueryKey, query_key
 from django_dbperf.cache.narrow import Narrowing, narrowing
 from django_dbperf.cache.prefetch import UNKNOWN, prefetch_tables
 from django_dbperf.cache.store import STORE, Lookup, entry_name, logger
@@ -75,19 +76,42 @@ def _fields_signature(model: type[Model]) -> str:
     return signature
 
 
-def _prefetch_identity(queryset: QuerySet[Any]) -> list[object]:
-    identity: list[object] = []
+def _prefetch_identity(queryset: QuerySet[Any]) -> str:
+    """The prefetch lookups, with the SQL and parameters of their querysets (``Unencodable``
+    for a parameter ``encode.py`` cannot write exactly)."""
+    parts: list[object] = []
     for lookup in getattr(queryset, "_prefetch_related_lookups", ()):
         if isinstance(lookup, Prefetch):
             inner = lookup.queryset
-            try:
-                sql = inner.query.get_compiler(using=inner.db).as_sql() if inner is not None else ""
-            except EmptyResultSet:
-                sql = "empty"
-            identity.append((lookup.prefetch_through, lookup.to_attr, sql))
+            sql: str | None = None
+            params: Any = ()
+            if inner is not None:
+                try:
+                    sql, params = inner.query.get_compiler(using=inner.db).as_sql()
+                except EmptyResultSet:
+                    sql = "empty"
+                parts += (_prefetch_identity(inner), _fetch_mode(inner))
+            parts += (lookup.prefetch_through, lookup.to_attr, sql, params)
         else:
-            identity.append(lookup)
-    return identity
+            parts.append(lookup)
+    return encode(parts)
+
+
+def _fetch_mode(queryset: QuerySet[Any]) -> str:
+    """Django 6.1's fetch mode (instances keep it in their state): part of the identity."""
+    mode = getattr(queryset, "_fetch_mode", None)
+    return "" if mode is None else f"{type(mode).__module__}.{type(mode).__qualname__}"
+
+
+_bypass_logged: set[str] = set()
+
+
+def bypass(subject: str, reason: str) -> None:
+    """Count a read served uncached for ``reason``; log each reason once per process."""
+    STORE.count(subject, "bypass")
+    if reason not in _bypass_logged:
+        _bypass_logged.add(reason)
+        logger.warning("django_dbperf cache: a %s read is served uncached: %s", subject, reason)
 
 
 def can_store_in_transaction(using: str) -> bool:
@@ -201,23 +225,32 @@ class CachingQuerySetMixin(_QuerySetBase):
 
     # --- the cached evaluations -----------------------------------------------------------
 
-    def _through_cache(self, kind: str, compute: Callable[[], Any], *extra: object) -> Any:
+    def _through_cache(
+        self,
+        kind: str,
+        compute: Callable[[], Any],
+        make_key: Callable[[], QueryKey] | None = None,
+    ) -> Any:
         options = self._dbperf_cache
         # select_for_update() must reach the database: its point is the lock.
         if options is None or not STORE.available or self.query.select_for_update:
             return compute()
         label = self.model._meta.label
         try:
-            key = query_key(self)
+            key = query_key(self) if make_key is None else make_key()
             prefetched = prefetch_tables(self)
             tables = read_tables(key.sql) | prefetched
-            narrow = self._narrowing(kind, key.sql, prefetched)
+            narrow = self._narrowing(kind, key.sql, prefetched) if make_key is None else None
             entry = entry_name(
                 self.db, kind, label, _fields_signature(self.model), key.sql, key.identity,
-                self._iterable_class.__name__, _prefetch_identity(self), *extra,
+                self._iterable_class.__name__, _fetch_mode(self), _prefetch_identity(self),
             )  # fmt: skip
         except EmptyResultSet:
             return compute()  # Django knows without a query that nothing matches
+        except Unencodable as error:
+            # A value whose identity cannot be written exactly: never guess, serve uncached.
+            bypass(label, f"a parameter cannot be keyed exactly ({error})")
+            return compute()
         except Exception:
             # A queryset the analysis does not understand is served uncached, never failed.
             logger.exception("django_dbperf cache: could not key a %s queryset", label)
@@ -251,7 +284,11 @@ class CachingQuerySetMixin(_QuerySetBase):
     ) -> Any:
         result, read, _ = run_recorded(compute)
         # Store only what was read from versioned tables (a safety net for the table analysis).
-        if read <= tables and can_store_in_transaction(self.db):
+        unversioned = read - tables
+        if unversioned:
+            label = self.model._meta.label
+            bypass(label, f"it read {', '.join(sorted(unversioned))}, which its analysis missed")
+        elif can_store_in_transaction(self.db):
             rows = [row.pk for row in result] if lookup.rows_table is not None else ()
             STORE.store(entry, lookup, result, ttl_for(self.model, options.ttl), rows)
         return result
@@ -285,8 +322,24 @@ class CachingQuerySetMixin(_QuerySetBase):
         def compute() -> dict[str, Any]:
             return super(CachingQuerySetMixin, self).aggregate(*args, **kwargs)
 
-        result: dict[str, Any] = self._through_cache("aggregate", compute, repr(args), repr(kwargs))
+        def make_key() -> QueryKey:
+            return self._aggregate_key(args, kwargs)
+
+        result: dict[str, Any] = self._through_cache("aggregate", compute, make_key)
         return result
+
+    def _aggregate_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> QueryKey:
+        """The query with its aggregates added, compiled: its SQL and parameters name every
+        aggregate, filter and join exactly (an expression's repr() does not: ``Q(author=a)``
+        prints ``str(a)``)."""
+        named = dict(kwargs)
+        for arg in args:
+            named[arg.default_alias] = arg  # as QuerySet.aggregate() names them
+        query = self.query.chain()
+        for alias, aggregate in named.items():
+            query.add_annotation(aggregate, alias, select=True)
+        sql, params = query.get_compiler(using=self.db).as_sql()
+        return QueryKey(sql, "aggregate:" + encode_all(params))
 
 
 class CachingQuerySet(CachingQuerySetMixin, QuerySet[Any]):
