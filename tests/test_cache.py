@@ -17,7 +17,7 @@ from django.test import override_settings
 
 from django_dbperf import cache as dbperf_cache
 from django_dbperf.cache.narrow import RowWrite
-from tests.helpers import make_library, queries
+from tests.helpers import make_library, queries, run_in_threads
 from tests.testapp.models import Author, Book, Publisher, Review, Tag
 
 # Transactional: inside a test-case transaction every table the setup wrote would bypass.
@@ -323,6 +323,27 @@ def test_nested_savepoint_rollback(library: list[Book]) -> None:
         Book.objects.update(pages=6)
     assert book_titles() == fresh_book_titles()
     assert {pages for _, pages in book_titles()} == {6}
+
+
+def test_commit_after_a_rolled_back_savepoint_invalidates_a_concurrent_readers_entry(
+    postgres: None, library: list[Book]
+) -> None:
+    # The first write's commit bump was registered in the savepoint that rolled back, and the
+    # later write registered none: a READ COMMITTED reader stored the pre-commit rows under
+    # the versions of the transaction's last bump and was served them after the commit.
+    before = book_titles()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                Book.objects.update(pages=5)
+                raise RuntimeError("roll the savepoint back")
+        except RuntimeError:
+            pass
+        Book.objects.update(pages=6)
+        run_in_threads(lambda: book_titles())  # another connection: it sees the old pages
+    after = book_titles()
+    assert after == fresh_book_titles() != before
+    assert {pages for _, pages in after} == {6}
 
 
 # --- statistics --------------------------------------------------------------------------------

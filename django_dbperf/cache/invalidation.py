@@ -6,8 +6,10 @@ signals (``post_save``, ``post_delete``, ``m2m_changed``) cover the same writes 
 
 Inside a transaction a write bumps at once (closing the window while the transaction runs) and
 again after commit (``on_commit``), and marks its tables dirty for that transaction: reads of
-them bypass the cache until it ends, since they see data nobody else does. A rolled-back
-transaction registered no commit bump; its early bump only cost a miss.
+them bypass the cache until it ends, since they see data nobody else does. Every savepoint
+level that writes registers its own commit bump (a savepoint that rolls back takes its
+callbacks with it). A rolled-back transaction bumps nothing at commit; its early bumps only
+cost misses.
 """
 
 from __future__ import annotations
@@ -35,7 +37,15 @@ class TransactionWrites:
 
     outermost: object
     tables: set[str] = field(default_factory=set)
-    scheduled: bool = False
+    # The savepoint stacks that registered a commit bump. Django drops the callbacks of a
+    # savepoint that rolls back, so each level that writes registers its own.
+    scheduled: set[tuple[str, ...]] = field(default_factory=set)
+    bumped: bool = False
+
+    def bump_after_commit(self) -> None:
+        if not self.bumped:  # one bump per commit, however many levels registered one
+            self.bumped = True
+            STORE.bump(self.tables)
 
 
 _STATE = "_dbperf_transaction_writes"
@@ -74,10 +84,13 @@ def tables_written(connection: BaseDatabaseWrapper, tables: Iterable[str]) -> No
         writes = TransactionWrites(outermost=connection.atomic_blocks[0])
         setattr(connection, _STATE, writes)
     writes.tables |= tables
-    if not writes.scheduled:
-        writes.scheduled = True
-        # Runs once, after the outermost block commits, with every table the transaction wrote.
-        transaction.on_commit(lambda: STORE.bump(writes.tables), using=connection.alias)
+    level = tuple(connection.savepoint_ids)
+    if level not in writes.scheduled:
+        writes.scheduled.add(level)
+        # Runs after the outermost block commits, with every table the transaction wrote.
+        # (A project's callback registered earlier that raises stops Django from running the
+        # later ones, this one included: docs/cache.rst says so.)
+        transaction.on_commit(writes.bump_after_commit, using=connection.alias, robust=True)
 
 
 def write_wrapper(
