@@ -194,10 +194,15 @@ class RedisServer:
             check=True,
         )  # fmt: skip
         wait_for_port(self.port, timeout=10)
+        # The daemon creates its pid file, then writes it: wait for a whole number.
         deadline = time.monotonic() + 5
-        while not self.pidfile.exists() and time.monotonic() < deadline:
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.pidfile.read_text().strip() if self.pidfile.exists() else ""
+            if text.isdigit():
+                break
             time.sleep(0.02)
-        self.pid: int | None = int(self.pidfile.read_text().strip())
+        self.pid: int | None = int(text)
 
     def stop(self) -> None:
         pid, self.pid = getattr(self, "pid", None), None

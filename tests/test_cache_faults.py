@@ -6,18 +6,21 @@ Each test runs its own redis-server (or valkey-server) process, which it really 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.cache import caches
 from django.test import override_settings
 
-from django_dbperf.cache.store import STORE
+from django_dbperf.cache.store import STORE, CacheStore
 from tests.conftest import missing
 from tests.helpers import make_library
 from tests.servers import RedisServer, redis_binary
@@ -234,3 +237,112 @@ def test_narrowed_entries_survive_garbage_and_a_stopped_server(
     cached_library.start()
     wait_for_retry()
     assert narrowed() == [19, 18]
+
+
+# --- two processes, one store each: the writer's failures must not silence its writes --------
+
+
+class Link:
+    """A TCP forwarder to the server that a test can cut and restore: a network fault between
+    one process and the cache while the others still reach it."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets += (client, server)
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.up = False
+        for end in self.sockets:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+        self.sockets.clear()
+
+    def restore(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+class WriterStore(CacheStore):
+    """The cache store of another process (a task worker): its own breaker and pending epoch
+    renewal, reaching the server through its own link."""
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return {**super().config, "ALIAS": "writer"}
+
+
+@pytest.fixture
+def writer(cached_library: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Link]:
+    from django.conf import settings
+
+    from django_dbperf.cache import invalidation
+
+    link = Link(int(cached_library.url.rsplit(":", 1)[1].split("/")[0]))
+    writer_cache = {**settings.CACHES[ALIAS], "LOCATION": f"redis://127.0.0.1:{link.port}/0"}
+    with override_settings(CACHES={**settings.CACHES, "writer": writer_cache}):
+        # This process's writes go through the writer's store; its reads through STORE.
+        monkeypatch.setattr(invalidation, "STORE", WriterStore())
+        try:
+            yield link
+        finally:
+            link.close()
+
+
+def test_a_writer_whose_reads_failed_still_invalidates(writer: Link) -> None:
+    from django_dbperf.cache import invalidation
+
+    assert pages() == fresh_pages()
+    pages()  # cached by the reader
+    # The writer's last cache read timed out: its reads skip the cache for RETRY_AFTER.
+    invalidation.STORE.failed(TimeoutError("read timed out"), "a cache read")
+    Book.objects.update(pages=21)
+    book = Book.objects.order_by("pk")[0]
+    book.pages = 22
+    book.save()
+    assert pages() == fresh_pages() == [22, 21, 21, 21]
+
+
+def test_a_write_only_process_renews_the_epoch_with_its_next_write(writer: Link) -> None:
+    from django_dbperf.cache import invalidation
+    from tests.testapp.models import Tag
+
+    assert pages() == fresh_pages()
+    pages()  # cached by the reader
+    writer.cut()
+    Book.objects.update(pages=23)  # its bump cannot reach the server: renewal pending
+    assert invalidation.STORE.errors >= 1
+    writer.restore()
+    Tag.objects.create(name="unrelated")  # the worker's next write, to another table
+    assert pages() == fresh_pages() == [23, 23, 23, 23]

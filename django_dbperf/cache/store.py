@@ -11,9 +11,11 @@ Never stale, even across outages:
   and a new token is random;
 - the epoch, checked on every read, is renewed when the server's run id changes (a restart,
   or an older snapshot restored) and after this process failed to bump a version, so entries
-  from before are all misses;
-- after an error the cache is skipped for ``RETRY_AFTER`` seconds: reads go to the database,
-  writes still succeed (their bumps are replaced by the epoch renewal).
+  from before are all misses; a pending renewal is retried by every cache operation of this
+  process, writes included (a write-only process, such as a task worker, renews it too);
+- after an error, reads skip the cache for ``RETRY_AFTER`` seconds and go to the database;
+  invalidations never skip it: each is tried (with the client's socket timeout), and one
+  that fails leaves the renewal pending.
 """
 
 from __future__ import annotations
@@ -156,10 +158,13 @@ class CacheStore:
         return client, client.get_client(write=True)  # type: ignore[union-attr]
 
     @property
+    def switched_on(self) -> bool:
+        return bool(get_config()["ENABLED"] and self.config["ENABLED"])
+
+    @property
     def available(self) -> bool:
-        return bool(get_config()["ENABLED"] and self.config["ENABLED"]) and (
-            time.monotonic() >= self._down_until
-        )
+        """Whether reads use the cache: switched on, and no error in the last RETRY_AFTER."""
+        return self.switched_on and time.monotonic() >= self._down_until
 
     # --- failure handling --------------------------------------------------------------
 
@@ -339,6 +344,7 @@ class CacheStore:
             return
         key = self.key("entry", entry)
         try:
+            self.renew_pending_epoch()
             redis = self.redis()
             if lookup.rows_table is not None:
                 self._store_with_rows(key, lookup, blob, ttl, rows)
@@ -393,13 +399,12 @@ class CacheStore:
         # bulk:<table> too: entries narrowed to some rows of a table (narrow.py) depend on it.
         new = {self.key(kind, t): new_token() for t in tables for kind in ("table", "bulk")}
         new |= {self.key("tag", t): new_token() for t in tags}
-        if not new:
+        if not new or not self.switched_on:
             return
-        if not self.available:
-            # Cannot bump now: every entry must be distrusted when the cache is back.
-            self._renew_epoch = True
-            return
+        # Never skipped while reads are: other processes may be serving what this write
+        # changed. If it fails, every entry is distrusted once the server is reachable again.
         try:
+            self.renew_pending_epoch()
             self._set_forever(new)
         except Exception as error:
             self._renew_epoch = True
@@ -412,8 +417,7 @@ class CacheStore:
         One script on django-redis; elsewhere, the same versions through ``set_many()``
         (without the write sequence, which only Lua needs).
         """
-        if not self.available:
-            self._renew_epoch = True
+        if not self.switched_on:
             return
         table, pk = write.table, write.pk
         forever = [f"table:{table}"]
@@ -423,6 +427,7 @@ class CacheStore:
         if pk is not None:
             expiring += (f"pk:{table}:{pk}", f"row:{table}:{pk}")
         try:
+            self.renew_pending_epoch()
             redis = self.redis()
             if redis is None:
                 prefix = self.prefix()
@@ -476,11 +481,17 @@ class CacheStore:
 
     def invalidate_all(self) -> None:
         self._renew_epoch = True
-        if self.available:
+        if self.switched_on:
             try:
-                self._current_epoch(None)
+                self.renew_pending_epoch()
             except Exception as error:
                 self.failed(error, "invalidate_all()")
+
+    def renew_pending_epoch(self) -> None:
+        """Renew the epoch if a failed invalidation left that pending (raises if it cannot)."""
+        if self._renew_epoch:
+            self.cache.set(self.key("meta", EPOCH), new_token(), timeout=None)
+            self._renew_epoch = False
 
     # --- statistics --------------------------------------------------------------------
 
