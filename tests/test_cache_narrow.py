@@ -282,3 +282,26 @@ def test_saving_an_instance_with_deferred_fields(authors: list[Author]) -> None:
     assert len(captured) == 1  # no query to load the deferred foreign key
     assert books_of(first) == fresh_books_of(first)
     assert "deferred save" in [title for _, title, _ in books_of(first)]
+
+
+def test_statements_a_field_sends_during_save_invalidate_the_table(
+    authors: list[Author], on_redis: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An ordering field's pre_save() shifts sibling rows inside Model._save_table(): that
+    # UPDATE was taken for the saved row and invalidated only its own author's entries.
+    first, second = authors[:2]
+    warm(first, second)
+    pages = Book._meta.get_field("pages")
+    original = pages.pre_save
+
+    def shift_other_rows(instance: Book, add: bool) -> Any:
+        Book.objects.filter(author=second).update(title="shifted")
+        return original(instance, add)
+
+    monkeypatch.setattr(pages, "pre_save", shift_other_rows)
+    book = Book.objects.filter(author=first).order_by("pk")[0]
+    book.pages = 999
+    book.save()
+    assert books_of(second) == fresh_books_of(second)
+    assert {title for _, title, _ in books_of(second)} == {"shifted"}
+    assert books_of(first) == fresh_books_of(first)

@@ -15,6 +15,7 @@ cost misses.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ def write_wrapper(
             connection = context["connection"]
             row = None
             if len(tables) == 1 and not many and not connection.in_atomic_block:
-                row = _saved_row(next(iter(tables)), sql)
+                row = _saved_row(next(iter(tables)), sql, params, connection)
             if row is not None:
                 STORE.count(model_label(row.table), "invalidation")
                 STORE.bump_row(row)
@@ -118,11 +119,14 @@ _SAVE_TABLE = Model._save_table.__code__  # type: ignore[attr-defined]
 _SAVE_DEPTH = 24  # frames between this wrapper and Model._save_table(), with room to spare
 
 
-def _saved_row(table: str, sql: str) -> RowWrite | None:
-    """The row of the ``Model.save()`` running this statement, if it is one: found on the
-    stack, so only a statement that ``_save_table()`` itself sends qualifies (its ``UPDATE``
-    has ``WHERE pk = %s``; its ``INSERT`` one row). In a transaction, rows are not told apart:
-    its commit invalidates whole tables."""
+def _saved_row(
+    table: str, sql: str, params: Any, connection: BaseDatabaseWrapper
+) -> RowWrite | None:
+    """The row of the ``Model.save()`` running this statement, if it is one: ``_save_table()``
+    on the stack, and the statement itself one it sends for that row (an ``UPDATE`` whose
+    ``WHERE`` is the instance's primary key, or a one-row ``INSERT``). Other statements on the
+    table issued inside a save (a field's ``pre_save()`` shifting sibling rows) are not. In a
+    transaction, rows are not told apart: its commit invalidates whole tables."""
     frame = sys._getframe(2)
     for _ in range(_SAVE_DEPTH):
         if frame.f_code is _SAVE_TABLE:
@@ -131,11 +135,45 @@ def _saved_row(table: str, sql: str) -> RowWrite | None:
             if cls is None or cls._meta.db_table != table or not isinstance(instance, cls):
                 return None
             insert = sql.lstrip()[:6].upper() == "INSERT"
+            if insert:
+                if not _ONE_ROW_INSERT.match(sql):
+                    return None
+            elif not _updates_only(cls, instance, sql, params, connection):
+                return None
             return row_write(instance, cls, variables.get("update_fields"), insert)
         if frame.f_back is None:
             return None
         frame = frame.f_back
     return None
+
+
+# One parenthesised row of placeholders (no function calls, no second row), maybe RETURNING.
+_ONE_ROW_INSERT = re.compile(
+    r"\s*INSERT\s+INTO\s+\S+\s*\([^()]*\)\s*VALUES\s*\([^()]*\)\s*(?:RETURNING\s[^()]*)?;?\s*\Z",
+    re.IGNORECASE,
+)
+
+
+def _updates_only(
+    cls: type[Model], instance: Model, sql: str, params: Any, connection: BaseDatabaseWrapper
+) -> bool:
+    """Whether ``sql`` is ``UPDATE <table> SET ... WHERE <table>.<pk> = %s`` for ``instance``."""
+    quote = connection.ops.quote_name
+    pk_field: Any = cls._meta.pk
+    where = f" WHERE {quote(cls._meta.db_table)}.{quote(pk_field.column)} = %s"
+    statement = _RETURNING.sub("", sql.rstrip().rstrip(";"))
+    if not statement.endswith(where) or statement.count(" WHERE ") != 1:
+        return False
+    if not isinstance(params, list | tuple) or not params:
+        return False
+    try:
+        expected = pk_field.get_db_prep_value(instance.__dict__.get(pk_field.attname), connection)
+    except Exception:
+        return False
+    return type(params[-1]) is type(expected) and bool(params[-1] == expected)
+
+
+_RETURNING = re.compile(r"\s+RETURNING\s[^()]*\Z", re.IGNORECASE)
 
 
 def install(connection: BaseDatabaseWrapper, **kwargs: object) -> None:
