@@ -4,7 +4,9 @@ A list of model instances is stored lean: each class once (label and columns), e
 its attribute dict, and every reference to one of them (select_related caches, prefetched
 querysets, ``to_attr`` lists) as its position. Loading rebuilds them without pickle's calls
 into Django per instance. Other results, and instances the lean form does not describe, are
-pickled whole.
+pickled whole. Both forms are pickle streams, loaded by an unpickler that only rebuilds model
+instances, column values and the ORM objects a prefetched queryset holds (``_EntryUnpickler``);
+store.py loads only payloads whose signature it verified (``signing.py``).
 """
 
 from __future__ import annotations
@@ -12,23 +14,28 @@ from __future__ import annotations
 import copyreg
 import datetime
 import decimal
+import enum
 import io
 import operator
 import pickle
+import sys
 import uuid
 import weakref
+import zoneinfo
 from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import repeat
+from types import BuiltinFunctionType, FunctionType, MappingProxyType, ModuleType
 from typing import Any
 
 import django
 from django.apps import apps
 from django.db import DJANGO_VERSION_PICKLE_KEY
 from django.db.models import Model, QuerySet
-from django.db.models.base import ModelState
+from django.db.models.base import ModelBase, ModelState
+from django.db.models.query import BaseIterable
 
-__all__ = ["dumps", "loads"]
+__all__ = ["RefusedGlobal", "dumps", "loads"]
 
 # The format's version and Django's: a blob written by other code, or under another Django
 # (whose instance state may differ), is refused, so it becomes a miss. Bump the version when
@@ -59,6 +66,8 @@ _newobj = copyreg.__newobj__  # type: ignore[attr-defined]  # pickled as the NEW
 
 
 def _rebuild_queryset(cls: type[QuerySet[Any]], state: dict[str, Any]) -> QuerySet[Any]:
+    if not (isinstance(cls, type) and issubclass(cls, QuerySet)):
+        raise RefusedGlobal(f"_rebuild_queryset() rebuilds querysets, not {cls!r}")
     queryset = cls.__new__(cls)
     queryset.__setstate__(state)  # type: ignore[attr-defined]
     return queryset
@@ -85,6 +94,8 @@ class _ResultPickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, QuerySet):
             return _rebuild_queryset, (type(obj), _own_state(obj))
+        if isinstance(obj, type) or type(obj) in _ROUTINES:
+            _check_dumpable(obj)  # pickled by name: refused now if loads() would refuse it
         return NotImplemented
 
 
@@ -244,7 +255,8 @@ def _linked(values: Iterable[object]) -> Iterable[Model]:
 
 
 def loads(blob: bytes) -> object:
-    """The result ``dumps()`` stored. Raises on garbage, other formats and changed models."""
+    """The result ``dumps()`` stored. Raises on garbage, other formats and changed models, and
+    ``RefusedGlobal`` (a ``pickle.UnpicklingError``) on a class or function no result holds."""
     start = len(_PREFIX)
     if blob[:start] != _PREFIX:
         raise ValueError(
@@ -252,12 +264,12 @@ def loads(blob: bytes) -> object:
             f"(expected a blob starting with {_PREFIX!r}, got {bytes(blob[:start])!r})"
         )
     kind = blob[start]
-    body = memoryview(blob)[start + 1 :]
+    body = io.BytesIO(memoryview(blob)[start + 1 :])
     if kind == _PICKLED:
-        return pickle.loads(body)
+        return _EntryUnpickler(body).load()
     if kind != _LEAN:
         raise ValueError(f"unknown django_dbperf cache payload kind {kind!r}")
-    instances, attrs, top, peer_positions = pickle.loads(body)
+    instances, attrs, top, peer_positions = _EntryUnpickler(body).load()
     if len(attrs) != len(instances):
         raise ValueError(f"payload has {len(attrs)} attribute dicts for {len(instances)} instances")
     _consume(map(setattr, instances, repeat("__dict__"), attrs))
@@ -297,3 +309,198 @@ def _shells(spec: tuple[tuple[str, tuple[str, ...], int], ...]) -> list[Model]:
             )
         instances += map(object.__new__, repeat(cls, count))
     return instances
+
+
+# --- what an entry may hold: the restricted unpickler -----------------------------------------
+#
+# The signature is the real guard: store.py decodes only payloads signed with this site's secret
+# for the entry's own key (signing.py), so bytes written by anyone else are never unpickled.
+# This allowlist is defence in depth, for a leaked secret or a bug: a payload can rebuild model
+# instances, the values their columns hold and the ORM objects a prefetched queryset keeps, and
+# call nothing else (no os.system, eval or getattr gadget). Names are looked up in the modules
+# already imported, in their namespaces: nothing is imported and no attribute hook runs.
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A payload names a class or function that cached results never hold."""
+
+
+# Functions, objects and value classes, by the module and name pickle writes for them.
+_NAMED: dict[str, frozenset[str]] = {
+    "builtins": frozenset({"bytearray", "complex", "frozenset", "getattr", "set", "slice"}),
+    "datetime": frozenset({"date", "datetime", "time", "timedelta", "timezone"}),
+    "decimal": frozenset({"Decimal"}),
+    "uuid": frozenset({"UUID"}),
+    "zoneinfo": frozenset({"ZoneInfo"}),
+    "_operator": frozenset({"getitem"}),  # the lean form's references to instances
+    __name__: frozenset({"_shells", "_rebuild_queryset"}),
+    "django.db.models.base": frozenset({"ModelState", "model_unpickle"}),
+    "django.db.models.fields": frozenset({"_load_field", "_empty"}),
+    "django.db.models.utils": frozenset({"unpickle_named_row"}),  # values_list(named=True)
+    "django.db.models.fetch_modes": frozenset({"FETCH_ONE", "FETCH_PEERS", "FETCH_RAISE"}),
+    # The on_delete of the relations that joins (in a prefetched queryset's query) hold.
+    "django.db.models.deletion": frozenset(
+        {
+            "CASCADE",
+            "PROTECT",
+            "RESTRICT",
+            "SET_NULL",
+            "SET_DEFAULT",
+            "DO_NOTHING",
+            "DatabaseOnDelete",
+        }
+    ),
+    # PostgreSQL range values (psycopg_any's range types are psycopg's Range; psycopg2's own).
+    "psycopg.types.range": frozenset(
+        {
+            "Range",
+            "Int4Range",
+            "Int8Range",
+            "NumericRange",
+            "DateRange",
+            "TimestampRange",
+            "TimestamptzRange",
+        }
+    ),
+    "psycopg2._range": frozenset(
+        {"Range", "NumericRange", "DateRange", "DateTimeRange", "DateTimeTZRange"}
+    ),
+}
+
+# Every class (never a function) defined in these modules: the expressions, lookups, database
+# functions, fields and query internals a prefetched queryset's Query holds. A Prefetch queryset
+# may filter, annotate and order with any of them, far too many to list by name (and a list
+# would miss those of the next Django). Left out: the modules that define metaclasses, managers
+# and deletion (base, manager, options, deletion, sql.compiler), whose classes act when called.
+_ORM_MODULES = frozenset({
+    "django.db.models.aggregates", "django.db.models.constants", "django.db.models.expressions",
+    "django.db.models.lookups", "django.db.models.query", "django.db.models.query_utils",
+    "django.db.models.fields", "django.db.models.fields.composite",
+    "django.db.models.fields.files", "django.db.models.fields.generated",
+    "django.db.models.fields.json", "django.db.models.fields.related",
+    "django.db.models.fields.related_lookups", "django.db.models.fields.reverse_related",
+    "django.db.models.fields.tuple_lookups",
+    "django.db.models.functions.comparison", "django.db.models.functions.datetime",
+    "django.db.models.functions.json", "django.db.models.functions.math",
+    "django.db.models.functions.mixins", "django.db.models.functions.text",
+    "django.db.models.functions.uuid", "django.db.models.functions.window",
+    "django.db.models.sql.datastructures", "django.db.models.sql.query",
+    "django.db.models.sql.where",
+    "django.contrib.contenttypes.fields",
+    "django.contrib.postgres.aggregates.general", "django.contrib.postgres.aggregates.statistics",
+    "django.contrib.postgres.expressions", "django.contrib.postgres.fields.array",
+    "django.contrib.postgres.fields.citext", "django.contrib.postgres.fields.hstore",
+    "django.contrib.postgres.fields.jsonb", "django.contrib.postgres.fields.ranges",
+    "django.contrib.postgres.functions", "django.contrib.postgres.lookups",
+    "django.contrib.postgres.search",
+})  # fmt: skip
+
+_MISSING = object()
+_loadable_memo: dict[tuple[str, str], Any] = {}
+_ROUTINES = (FunctionType, BuiltinFunctionType)
+# The namespaces themselves, read past any __getattribute__ of a module or metaclass.
+_module_namespace: Callable[[ModuleType], dict[str, Any]] = vars(ModuleType)["__dict__"].__get__
+_class_namespace: Callable[[type], MappingProxyType[str, Any]] = vars(type)["__dict__"].__get__
+
+
+def _zoneinfo_getattr(owner: object, name: str) -> Any:
+    """The only ``getattr`` an entry may call: pickle writes a ZoneInfo as
+    ``getattr(ZoneInfo, "_unpickle")(key, from_cache)``."""
+    if owner is zoneinfo.ZoneInfo and name == "_unpickle":
+        return zoneinfo.ZoneInfo._unpickle  # type: ignore[attr-defined]
+    raise RefusedGlobal(f"cached entries never call getattr({owner!r}, {name!r})")
+
+
+def _lookup(module: str, name: str) -> Any:
+    """What pickle would find for ``module.name`` (a module's attribute, or a class's for a
+    dotted name), read from namespaces: nothing is imported, no descriptor or ``__getattr__``
+    runs."""
+    found: Any = sys.modules.get(module, _MISSING)
+    for part in name.split("."):
+        if isinstance(found, ModuleType):
+            found = _module_namespace(found).get(part, _MISSING)
+        elif isinstance(found, type):
+            found = _class_namespace(found).get(part, _MISSING)
+        else:
+            return _MISSING
+    return found
+
+
+def _plain_enum(cls: type[enum.Enum]) -> bool:
+    """An enum whose unpickling (``cls(value)``) runs only the enum machinery: no ``__new__``
+    or ``_missing_`` of the project's own, which a crafted value could reach."""
+    for klass in cls.__mro__:
+        namespace = _class_namespace(klass)
+        if klass.__module__ in ("enum", "builtins", "django.db.models.enums"):
+            continue
+        if namespace.get("__new__", enum.Enum.__new__) is not enum.Enum.__new__:
+            return False  # (the enum machinery sets Enum.__new__ on every enum class)
+        if "_missing_" in namespace or "__init__" in namespace:
+            return False
+    return True
+
+
+def _registered(model: type[Model]) -> bool:
+    opts = model._meta
+    return apps.all_models.get(opts.app_label, {}).get(opts.model_name or "") is model
+
+
+def _loadable(module: str, name: str) -> Any:
+    """The object ``module.name`` names, if a cached entry may hold it; else raises."""
+    found = _loadable_memo.get((module, name), _MISSING)
+    if found is not _MISSING:
+        return found
+    found = _lookup(module, name)
+    allowed = False
+    if found is _MISSING:
+        pass
+    elif name in _NAMED.get(module, ()):
+        allowed = True
+        if found is getattr:
+            found = _zoneinfo_getattr
+    elif isinstance(found, type) and (found.__module__, found.__qualname__) == (module, name):
+        if issubclass(found, Model):
+            # Checked on every load (not remembered): models can be registered and removed.
+            if isinstance(found, ModelBase) and _registered(found):
+                return found
+        else:
+            # Enums: the choices a column's values are compared with (a Prefetch queryset
+            # filtered on TextChoices member holds one); unpickled by value, calling nothing.
+            allowed = module in _ORM_MODULES or issubclass(found, QuerySet | BaseIterable)
+            allowed = allowed or (issubclass(found, enum.Enum) and _plain_enum(found))
+    if not allowed:
+        raise RefusedGlobal(
+            f"{module}.{name} is not something a cached result holds: entries rebuild only "
+            "registered models, field values (dates, times, decimals, UUIDs, ranges...) and "
+            "Django's query objects"
+        )
+    _loadable_memo[(module, name)] = found
+    return found
+
+
+class _EntryUnpickler(pickle.Unpickler):
+    """Unpickles a payload, finding only what ``_loadable()`` allows."""
+
+    def find_class(self, module: str, name: str, /) -> Any:
+        return _loadable(module, name)
+
+
+_dumpable: set[Any] = set()  # classes and functions found loadable (models: checked each time)
+
+
+def _check_dumpable(obj: Any) -> None:
+    """Refuse to pickle a class or function that ``loads()`` would refuse: such a result is
+    served uncached (store.py logs why) instead of being stored and refused on every read."""
+    if obj in _dumpable:
+        return
+    if type(obj) is BuiltinFunctionType and not isinstance(obj.__self__, ModuleType):
+        return  # a bound method: pickled as getattr(owner, name), whose parts are checked
+    module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    try:
+        if not isinstance(module, str) or not isinstance(name, str):
+            raise RefusedGlobal(f"{obj!r} cannot be found by name")
+        found = _loadable(module, name)
+    except RefusedGlobal as error:
+        raise pickle.PicklingError(f"not stored in the cache: {error}") from None
+    if not isinstance(found, ModelBase):
+        _dumpable.add(obj)
