@@ -251,15 +251,21 @@ def clear_keys() -> None:
         client.delete(key)
 
 
-def set_cache_setting(enabled: bool) -> None:
-    """Switch DBPERF["CACHE"] on or off, as a settings change would (without the signal)."""
+def set_cache_setting(enabled: bool, not_cached: list[str] | None = None) -> None:
+    """Switch DBPERF["CACHE"] on or off, as a settings change would (without the signal);
+    ``not_cached``: its NOT_CACHED list (None: the default)."""
     from django.conf import settings
 
+    from django_dbperf.cache.skipped import skipped_tables
     from django_dbperf.conf import cache_configured, get_config
 
-    settings.DBPERF = {"CACHE": {"ALIAS": CACHE_ALIAS}} if enabled else {}
+    cache: dict[str, Any] = {"ALIAS": CACHE_ALIAS}
+    if not_cached is not None:
+        cache["NOT_CACHED"] = not_cached
+    settings.DBPERF = {"CACHE": cache} if enabled else {}
     get_config.cache_clear()
     cache_configured.cache_clear()
+    skipped_tables.cache_clear()
 
 
 # --------------------------------------------------------------------------------------------
@@ -555,8 +561,36 @@ def make_variants(app: BenchApp, backend: Backend, floor_name: str) -> list[Vari
     ]
     if backend.name == "dbperf":
         variants += what_if_saves(save, off_name)
+        variants += unread_table_saves(app)
     verify(variants, expected, backend)
     return variants
+
+
+def unread_table_saves(app: BenchApp) -> list[Variant]:
+    """``Visit.save()``, a table no cached query reads: without DBPERF["CACHE"], with it (a
+    bump per write), and with Visit in ``NOT_CACHED`` (no round trip)."""
+    cycle = itertools.cycle(list(app.visit.objects.order_by("pk")))
+    label = f"{APP_LABEL}.Visit"
+
+    def save() -> None:
+        next(cycle).save()
+
+    def tracked() -> None:
+        set_cache_setting(True, not_cached=[])
+
+    def skipped() -> None:
+        set_cache_setting(True, not_cached=[label])
+
+    def on() -> None:
+        set_cache_setting(True)
+
+    off_name = "Visit.save(), no DBPERF CACHE"
+    return [
+        Variant(off_name, save, off_name, enter=lambda: set_cache_setting(False), exit=on,
+                note="visit.save(): one UPDATE of a table no cached query reads"),
+        Variant("Visit.save(), dbperf invalidation", save, off_name, enter=tracked, exit=on),
+        Variant("Visit.save(), NOT_CACHED lists it", save, off_name, enter=skipped, exit=on),
+    ]  # fmt: skip
 
 
 def keyed_reads(app: BenchApp, floor_name: str) -> list[Variant]:

@@ -29,9 +29,12 @@ class DbPerfConfig(AppConfig):
         """Writes invalidate cached querysets; inert until DBPERF["CACHE"] is set."""
         from django.db.models.signals import m2m_changed, post_delete, post_save
 
-        from django_dbperf.cache import invalidation
+        from django_dbperf.cache import dependencies, invalidation
 
         connection_created.connect(invalidation.install, dispatch_uid="django_dbperf.cache")
+        setting_changed.connect(
+            dependencies.clear_dependencies, dispatch_uid="django_dbperf.cache.dependencies"
+        )
         invalidation.install_on_open_connections()
         post_save.connect(invalidation.on_save_or_delete, dispatch_uid="django_dbperf.save")
         post_delete.connect(invalidation.on_save_or_delete, dispatch_uid="django_dbperf.delete")

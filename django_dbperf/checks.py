@@ -14,6 +14,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db.models import Model
+from django.utils.module_loading import import_string
 
 from django_dbperf.conf import CACHE_OPTIONS, OPTIONS, SETTING_NAME, Option, user_settings
 
@@ -43,13 +44,15 @@ CHECKS: dict[str, str] = {
     "dbperf.E005": "An option is not one of its allowed values.",
     "dbperf.E006": '``CACHE["ALIAS"]`` names a cache that is not in ``CACHES``.',
     "dbperf.E007": '``CACHE["TTL"]`` has a key that is neither ``"*"`` nor an installed '
-    'model label (``"app_label.Model"``).',
+    'model label (``"app_label.Model"``), or ``CACHE["DEPENDS_ON"]`` or '
+    '``CACHE["ALSO_WRITES"]`` names a model that is not installed.',
     "dbperf.E008": "``DEFAULT_FETCH_MODE`` (or an ``EagerManager``'s ``fetch_mode``) is not "
     "a fetch mode: not a ``FETCH_*`` name, not importable, or not a ``FetchMode``.",
     "dbperf.E009": "An ``EagerManager`` profile names a path that is not a relation of its "
     "model, or its ``default`` names a profile that is not declared.",
     "dbperf.E010": '``CACHE["ALIAS"]`` is a cache that is not shared between processes (local '
     "memory, dummy, file) while ``DEBUG`` is off: other instances would never see invalidations.",
+    "dbperf.E011": '``CACHE["NAMESPACE"]`` is not the dotted path of an importable callable.',
     "dbperf.W001": "``QueryCountMiddleware`` comes after middleware that runs queries "
     "outside the view, so those queries are not counted.",
     "dbperf.W002": "nplusone is enabled on Django 6.1 or later without django_dbperf's "
@@ -162,22 +165,62 @@ def _check_cache(cache: Mapping[str, Any]) -> list[CheckMessage]:
     ttl = cache.get("TTL")
     if isinstance(ttl, dict):
         errors.extend(_check_model_labels(f'{SETTING_NAME}["CACHE"]["TTL"]', ttl))
+    not_cached = cache.get("NOT_CACHED")
+    if isinstance(not_cached, list | tuple):  # else reported as a type error (dbperf.E003)
+        key = f'{SETTING_NAME}["CACHE"]["NOT_CACHED"]'
+        errors.extend(_check_model_labels(key, not_cached, wildcard=False, item=True))
+    namespace = cache.get("NAMESPACE")
+    if isinstance(namespace, str):
+        errors.extend(_check_namespace_hook(namespace))
+    for name in ("DEPENDS_ON", "ALSO_WRITES"):
+        declared = cache.get(name)
+        if not isinstance(declared, dict):
+            continue  # absent, or reported as a type error (dbperf.E001)
+        key = f'{SETTING_NAME}["CACHE"]["{name}"]'
+        errors.extend(_check_model_labels(key, declared, wildcard=False))
+        for label, listed in declared.items():
+            if isinstance(listed, list | tuple):  # else reported as a type error (dbperf.E003)
+                errors.extend(_check_model_labels(f"{key}[{label!r}]", listed, item=True))
     return errors
 
 
-def _check_model_labels(key: str, labels: Iterable[object]) -> list[CheckMessage]:
+def _check_namespace_hook(path: str) -> list[CheckMessage]:
+    try:
+        hook = import_string(path)
+    except ImportError as error:
+        problem = f"cannot be imported ({error})"
+    else:
+        if callable(hook):
+            return []
+        problem = f"is {type(hook).__name__}, not a callable"
+    return [
+        Error(
+            f'{SETTING_NAME}["CACHE"]["NAMESPACE"] is {path!r}, which {problem}.',
+            hint="Give the dotted path of a function (connection) -> str, e.g. "
+            '"myproject.cache.tenant_schema".',
+            id="dbperf.E011",
+        )
+    ]
+
+
+def _check_model_labels(
+    key: str, labels: Iterable[object], wildcard: bool = True, item: bool = False
+) -> list[CheckMessage]:
+    """``dbperf.E007`` for each label that is not an installed model: the keys of ``key`` (and
+    ``"*"`` when ``wildcard``), or with ``item`` the items of a list."""
     errors: list[CheckMessage] = []
     for label in labels:
-        if label == "*":
+        if wildcard and label == "*":
             continue
         try:
             apps.get_model(str(label))
         except (LookupError, ValueError):
+            what = "the item" if item else "the key"
+            other = ' or "*" for every other model' if wildcard else ""
             errors.append(
                 Error(
-                    f"{key} has the key {label!r}, which is not an installed model.",
-                    hint='Use "app_label.ModelName" (e.g. "auth.User") or "*" for every '
-                    "other model.",
+                    f"{key} has {what} {label!r}, which is not an installed model.",
+                    hint=f'Use "app_label.ModelName" (e.g. "auth.User"){other}.',
                     id="dbperf.E007",
                 )
             )

@@ -73,6 +73,42 @@ CACHE_OPTIONS: dict[str, Option] = {
         help='Seconds a cached queryset lives, per model label (``"app_label.Model"``); '
         '``"*"`` applies to every other model.',
     ),
+    "NAMESPACE": Option(
+        default=None,
+        types=(str,),
+        nullable=True,
+        help="Dotted path of a function ``(connection) -> str`` whose result joins the "
+        "database's identity in cache keys and versions, for databases Django's settings do "
+        "not tell apart: with a schema per tenant (e.g. django-tenants), return the "
+        "connection's current schema. Versions are already kept per database name and "
+        "``search_path`` option.",
+    ),
+    "NOT_CACHED": Option(
+        default=["sessions.Session", "admin.LogEntry"],
+        types=(list, tuple),
+        help="Model labels whose tables no cached read uses: writes to them skip the cache "
+        "server (no invalidation round trip), and a cached read touching them is served "
+        "uncached (counted as a bypass). Django's ``django_migrations`` table is always "
+        "skipped. Add the write-heavy models you never cache; ``[]`` skips only migrations.",
+    ),
+    "DEPENDS_ON": Option(
+        default={},
+        types=(dict,),
+        value_option=Option(default=[], types=(list, tuple), help="Model labels."),
+        help="What an unmanaged model (``Meta.managed = False``, typically a database view) "
+        'reads, e.g. ``{"reports.SalesView": ["shop.Order", "shop.OrderLine"]}``: a cached read '
+        "of its table is then invalidated by every write to theirs. An empty list means only "
+        "statements sent through Django change its table. Reads of an unmanaged model that is "
+        "not listed here are served uncached (counted as bypasses, and logged once).",
+    ),
+    "ALSO_WRITES": Option(
+        default={},
+        types=(dict,),
+        value_option=Option(default=[], types=(list, tuple), help="Model labels."),
+        help="The tables database triggers write, per model whose table fires them, e.g. "
+        '``{"shop.Order": ["shop.OrderTotal"]}``: every write to ``Order``\'s table also '
+        "invalidates cached reads of ``OrderTotal``. Triggers not declared here are not seen.",
+    ),
 }
 
 OPTIONS: dict[str, Option] = {

@@ -16,6 +16,7 @@ from django.db.models import Count, Max, Prefetch, Q
 from django.test import override_settings
 
 from django_dbperf import cache as dbperf_cache
+from django_dbperf.cache.namespace import qualified
 from django_dbperf.cache.narrow import RowWrite
 from tests.helpers import make_library, queries, run_in_threads
 from tests.testapp.models import Author, Book, Publisher, Review, Tag
@@ -389,22 +390,17 @@ def test_signals_invalidate_where_statements_are_not_seen(library: list[Book]) -
 
 
 def test_save_bumps_once(library: list[Book], monkeypatch: pytest.MonkeyPatch) -> None:
-    from django_dbperf.cache.store import STORE
-
-    bumps: list[object] = []
-    bump, bump_row = STORE.bump, STORE.bump_row
-    monkeypatch.setattr(STORE, "bump", lambda tables=(), tags=(): bumps.append(set(tables))
-                        or bump(tables, tags))  # fmt: skip
-    monkeypatch.setattr(STORE, "bump_row", lambda row: bumps.append(row) or bump_row(row))
+    bumps = spy_bumps(monkeypatch)
     book = first_book()
     book.save()
     # One invalidation, of the saved row (outside a transaction): see narrow.py.
     parts = (("author_id", str(book.author_id)), ("publisher_id", str(book.publisher_id)))
-    assert bumps == [RowWrite("testapp_book", str(book.pk), parts, False)]
+    (table,) = qualified("default", ["testapp_book"])  # versions are kept per database
+    assert bumps == [RowWrite(table, str(book.pk), parts, False)]
     bumps.clear()
     with transaction.atomic():
         book.save()
-    assert bumps == [{"testapp_book"}, {"testapp_book"}]  # at once, and at commit
+    assert bumps == [{table}, {table}]  # at once, and at commit
 
 
 def test_select_for_update_always_reaches_the_database(library: list[Book]) -> None:
@@ -440,6 +436,28 @@ def test_entries_depend_on_the_models_columns(library: list[Book]) -> None:
     finally:
         cached_queryset._fields_signature = original
     assert after == 1
+
+
+def test_a_column_whose_type_changes_changes_the_signature() -> None:
+    from django.db import models
+    from django.test.utils import isolate_apps
+
+    from django_dbperf.cache.queryset import _fields_signature
+
+    # A migration from IntegerField to DecimalField keeps the column's name: old entries
+    # would come back with integers where the model now has decimals.
+    def model(name: str, price: models.Field[Any, Any]) -> type[models.Model]:
+        meta = type("Meta", (), {"app_label": "testapp"})
+        attrs = {"price": price, "Meta": meta, "__module__": __name__}
+        return type(name, (models.Model,), attrs)
+
+    with isolate_apps("tests.testapp"):
+        signatures = {
+            _fields_signature(model("Before", models.IntegerField())),
+            _fields_signature(model("After", models.DecimalField(max_digits=10, decimal_places=2))),
+            _fields_signature(model("Wider", models.DecimalField(max_digits=12, decimal_places=2))),
+        }
+    assert len(signatures) == 3
 
 
 def test_uncached_undoes_cached(library: list[Book]) -> None:
@@ -504,6 +522,27 @@ def test_a_hit_does_not_compile_sql(library: list[Book], monkeypatch: pytest.Mon
     assert compiled == []
 
 
+# --- related managers: the caller's own instance ---------------------------------------------
+
+
+def test_a_related_managers_rows_never_carry_another_callers_instance(
+    library: list[Book],
+) -> None:
+    # author.books attaches `author` to every row: an unsaved change on one request's
+    # instance was stored with the rows and served to the next request.
+    pk = Author.objects.order_by("pk")[0].pk
+    drafting = Author.objects.get(pk=pk)
+    drafting.name = "draft"
+    first = list(drafting.books(manager="cache").order_by("pk").cached())
+    assert first[0].author is drafting  # the caller's own instance, as Django does
+
+    reading = Author.objects.get(pk=pk)
+    books, count = queries(lambda: list(reading.books(manager="cache").order_by("pk").cached()))
+    assert count == 0
+    assert all(book.author is reading for book in books)
+    assert {book.author.name for book in books} == {"Author 0"}
+
+
 # --- keys: values, never their repr() ----------------------------------------------------------
 
 
@@ -556,3 +595,122 @@ def test_a_parameter_without_an_exact_key_is_served_uncached(
     assert queries(lambda: matching("Book 1.1")) == (["Book 1.1"], 1)
     assert dbperf_cache.stats()["testapp.Book"]["bypass"] == 2
     assert caplog.text.count("cannot be keyed exactly") <= 1
+
+
+# --- databases: versions and entries per database, not per alias ------------------------------
+
+
+def namespaces(using: str = "default") -> tuple[str, str]:
+    from django_dbperf.cache.namespace import database_namespace, entry_namespace
+
+    return database_namespace(using), entry_namespace(using)
+
+
+def test_another_database_behind_the_same_alias_has_other_keys(library: list[Book]) -> None:
+    # A test run on test_mysite read the development database's rows from a shared Redis.
+    here = namespaces()
+    elsewhere = namespaces_with(NAME=f"{connection.settings_dict['NAME']}_elsewhere")
+    assert elsewhere[0] != here[0] and elsewhere[1] != here[1]
+    assert namespaces() == here
+
+
+def namespaces_with(**changes: str) -> tuple[str, str]:
+    saved = dict(connection.settings_dict)
+    try:
+        connection.settings_dict.update(changes)
+        return namespaces()
+    finally:
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+
+
+def test_a_replica_shares_the_primarys_versions_not_its_entries() -> None:
+    # A replica: the same database name on another host. It must see the primary's bumps.
+    replica = namespaces_with(HOST="replica.internal")
+    assert replica[0] == namespaces()[0]
+    assert replica[1] != namespaces()[1]
+
+
+def test_the_namespace_hook_keeps_tenants_apart(library: list[Book], cache_alias: str) -> None:
+    tenant = {"schema": "one"}
+    hook = {"ALIAS": cache_alias, "NAMESPACE": f"{__name__}.current_schema"}
+    with override_settings(DBPERF={"CACHE": hook}):
+        CURRENT_SCHEMA.update(tenant)
+        book_titles()
+        assert queries(book_titles)[1] == 0
+        CURRENT_SCHEMA["schema"] = "two"
+        assert queries(book_titles)[1] == 1  # another tenant's entry is not this one's
+        assert queries(book_titles)[1] == 0
+
+
+CURRENT_SCHEMA = {"schema": "one"}
+
+
+def current_schema(connection: object) -> str:
+    return CURRENT_SCHEMA["schema"]
+
+
+# --- writes nobody caches: no round trip -------------------------------------------------------
+
+
+def spy_bumps(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every bump the writes below send (passed on to the real store)."""
+    from django_dbperf.cache.store import STORE
+
+    bumps: list[object] = []
+    bump, bump_row = STORE.bump, STORE.bump_row
+    monkeypatch.setattr(STORE, "bump", lambda tables=(), tags=(): bumps.append(set(tables))
+                        or bump(tables, tags))  # fmt: skip
+    monkeypatch.setattr(STORE, "bump_row", lambda row: bumps.append(row) or bump_row(row))
+    return bumps
+
+
+def save_a_session() -> None:
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    Session.objects.create(
+        session_key="k" * 32, session_data="{}", expire_date=timezone.now() + timedelta(1)
+    )
+    Session.objects.filter(session_key="k" * 32).update(session_data="{1}")
+
+
+def test_writes_to_models_nobody_caches_skip_the_cache_server(
+    library: list[Book], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db.migrations.recorder import MigrationRecorder
+
+    bumps = spy_bumps(monkeypatch)
+    save_a_session()  # sessions.Session is in NOT_CACHED by default
+    MigrationRecorder(connection).record_applied("testapp", "9999_pretend")
+    assert bumps == []
+    first_book().save()
+    assert len(bumps) == 1
+
+
+def test_cached_reads_of_models_nobody_caches_are_served_uncached(
+    library: list[Book], cache_alias: str
+) -> None:
+    from django.contrib.sessions.models import Session
+
+    from django_dbperf.cache import CachingQuerySet
+
+    save_a_session()
+
+    def sessions() -> list[str]:
+        return [s.session_data for s in CachingQuerySet(model=Session).cached()]
+
+    assert queries(sessions) == (["{1}"], 1)
+    assert queries(sessions) == (["{1}"], 1)  # never stored: its writes are not tracked
+    assert dbperf_cache.stats()["sessions.Session"]["bypass"] == 2
+
+
+def test_an_empty_not_cached_list_tracks_sessions_again(
+    library: list[Book], cache_alias: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with override_settings(DBPERF={"CACHE": {"ALIAS": cache_alias, "NOT_CACHED": []}}):
+        bumps = spy_bumps(monkeypatch)
+        save_a_session()
+    assert len(bumps) == 2

@@ -134,3 +134,11 @@ def test_values_of_unknown_types_are_refused(value: object) -> None:
 def test_uuids_and_strings_do_not_collide() -> None:
     value = uuid.uuid4()
     assert encode(value) != encode(str(value)) != encode(value.hex)
+
+
+def test_psycopg_numeric_wrappers_keep_their_sql_type() -> None:
+    from psycopg.types.numeric import Float8, Int4, Int8
+
+    assert encode(Int4(1)) != encode(Int8(1)) != encode(1)
+    assert encode(Int4(1)) == encode(Int4(1)) != encode(Int4(2))
+    assert encode(Float8(0.5)) != encode(0.5)

@@ -20,6 +20,7 @@ import pytest
 from django.core.cache import caches
 from django.test import override_settings
 
+from django_dbperf.cache.namespace import qualified
 from django_dbperf.cache.store import STORE, CacheStore
 from tests.conftest import missing
 from tests.helpers import make_library
@@ -161,7 +162,8 @@ def test_garbage_from_the_server_is_a_miss_not_an_error(cached_library: RedisSer
 
 def table_version() -> object:
     raw = caches[ALIAS].client.get_client()  # type: ignore[attr-defined]
-    return raw.get(caches[ALIAS].make_key(STORE.key("table", Book._meta.db_table)))
+    (name,) = qualified("default", [Book._meta.db_table])
+    return raw.get(caches[ALIAS].make_key(STORE.key("table", name)))
 
 
 def test_other_clients_see_a_bump_once_the_write_returns(cached_library: RedisServer) -> None:

@@ -238,13 +238,20 @@ def test_no_stale_read_while_a_row_moves_between_authors(
     committing, committed = [0], [0]
     stale: list[tuple[str, int, int, object]] = []
     reads = [0]
-    stop = time.monotonic() + 1.5
+    start = time.monotonic()
+
+    def running() -> bool:
+        # At least 1.5 s and enough moves and reads to mean something, however loaded the
+        # machine is; at most 30 s.
+        elapsed = time.monotonic() - start
+        return elapsed < 30 and (elapsed < 1.5 or committed[0] < 50 or reads[0] < 300)
+
     before = dbperf_cache.stats().get("testapp.Book", {}).get("hit", 0)
 
     def writer() -> None:
         instance = Book.objects.get(pk=book.pk)
         value = 0
-        while time.monotonic() < stop:
+        while running():
             value += 1
             committing[0] = value
             instance.pages = value
@@ -254,7 +261,7 @@ def test_no_stale_read_while_a_row_moves_between_authors(
             time.sleep(0.003)
 
     def reader() -> None:
-        while time.monotonic() < stop:
+        while running():
             for parity, author in ((0, first), (1, second)):
                 floor = committed[0]
                 qs = Book.cache.plain().filter(author_id=author.pk).cached()
@@ -269,7 +276,8 @@ def test_no_stale_read_while_a_row_moves_between_authors(
     run_in_threads(writer, reader, reader)
     hits = dbperf_cache.stats()["testapp.Book"]["hit"] - before
     assert stale == [], f"stale reads: {stale[:10]}"
-    assert committed[0] > 50 and hits > 50, (committed[0], hits, reads[0])
+    # Hits prove the cache took part (their number depends on the scheduling: a wide margin).
+    assert committed[0] >= 50 and hits >= 10, (committed[0], hits, reads[0])
 
 
 def test_saving_an_instance_with_deferred_fields(authors: list[Author]) -> None:

@@ -17,7 +17,7 @@ from tests.testapp.models import Author, Book
 pytestmark = pytest.mark.django_db(transaction=True)
 
 READERS = 3
-SECONDS = 1.5
+SECONDS = 1.5  # at least; longer on a loaded machine, until enough writes and reads ran
 
 
 def run_race(write: Callable[[int], None]) -> dict[str, int]:
@@ -26,19 +26,24 @@ def run_race(write: Callable[[int], None]) -> dict[str, int]:
     committed = [0]  # the last value known committed (and invalidated)
     stale: list[tuple[int, int]] = []
     reads = [0]
-    stop = time.monotonic() + SECONDS
+    start = time.monotonic()
+
+    def running() -> bool:
+        elapsed = time.monotonic() - start
+        return elapsed < 30 and (elapsed < SECONDS or committed[0] < 50 or reads[0] < 300)
+
     before = dbperf_cache.stats().get("testapp.Book", {}).get("hit", 0)
 
     def writer() -> None:
         value = 0
-        while time.monotonic() < stop:
+        while running():
             value += 1
             write(book.pk)
             committed[0] = value
             time.sleep(0.002)
 
     def reader() -> None:
-        while time.monotonic() < stop:
+        while running():
             floor = committed[0]
             qs = Book.cache.plain().filter(pk=book.pk).values_list("pages", flat=True)
             (seen,) = list(qs.cached())
@@ -68,8 +73,9 @@ def test_no_stale_read_under_concurrent_writes(
     postgres: None, cache_alias: str, write: Callable[[int], None]
 ) -> None:
     result = run_race(write)
-    # The test means something only if the cache served reads between the writes.
-    assert result["writes"] > 50 and result["hits"] > 50, result
+    # The test means something only if the cache served reads between the writes (how many
+    # depends on the scheduling: a wide margin).
+    assert result["writes"] >= 50 and result["hits"] >= 10, result
 
 
 def test_lock_lets_one_thread_recompute_while_the_others_wait(

@@ -16,6 +16,7 @@ from django_dbperf.checks import (
     check_middleware_order,
     check_settings,
 )
+from django_dbperf.conf import CACHE_OPTIONS
 from django_dbperf.managers import EagerManager
 from tests.testapp.models import Book
 
@@ -61,7 +62,8 @@ def test_e002_unknown_nested_key_names_its_path() -> None:
     error = only(check_settings())
     assert error.id == "dbperf.E002"
     assert "DBPERF['CACHE'] has an unknown key 'TIMEOUT'" in error.msg
-    assert "ALIAS, ENABLED, ERROR_LOG_INTERVAL, KEY_PREFIX, RETRY_AFTER, TTL" in (error.hint or "")
+    # Every CACHE option, sorted: "ALIAS, ALSO_WRITES, DEPENDS_ON, ENABLED, ..."
+    assert f"Known keys: {', '.join(sorted(CACHE_OPTIONS))}." in (error.hint or "")
 
 
 @pytest.mark.parametrize(
@@ -140,6 +142,53 @@ def test_e007_ttl_keys_must_be_installed_models() -> None:
     assert ids(errors) == ["dbperf.E007", "dbperf.E007"]
     assert "'testapp.Nope', which is not an installed model" in errors[0].msg
     assert "'nodot'" in errors[1].msg
+
+
+@override_settings(
+    DBPERF={
+        "CACHE": {
+            "DEPENDS_ON": {"testapp.SaleSummary": ["testapp.Sale", "testapp.Gone"], "*": []},
+            "ALSO_WRITES": {"testapp.Nope": ["testapp.SaleTotal"], "testapp.Sale": ["nodot"]},
+        }
+    },
+    DEBUG=True,
+)
+def test_e007_dependencies_name_installed_models() -> None:
+    errors = check_settings()
+    assert ids(errors) == ["dbperf.E007"] * 4
+    messages = [error.msg for error in errors]
+    assert messages == [
+        """DBPERF["CACHE"]["DEPENDS_ON"] has the key '*', which is not an installed model.""",
+        """DBPERF["CACHE"]["DEPENDS_ON"]['testapp.SaleSummary'] has the item 'testapp.Gone', """
+        "which is not an installed model.",
+        """DBPERF["CACHE"]["ALSO_WRITES"] has the key 'testapp.Nope', which is not an installed """
+        "model.",
+        """DBPERF["CACHE"]["ALSO_WRITES"]['testapp.Sale'] has the item 'nodot', which is not an """
+        "installed model.",
+    ]
+    assert '"*"' not in (errors[0].hint or "")
+
+
+@override_settings(
+    DBPERF={"CACHE": {"DEPENDS_ON": {"testapp.SaleSummary": "testapp.Sale"}}}, DEBUG=True
+)
+def test_e003_dependencies_are_lists_of_labels() -> None:
+    error = only(check_settings())
+    assert error.id == "dbperf.E003"
+    assert "DBPERF['CACHE']['DEPENDS_ON']['testapp.SaleSummary'] must be list or tuple" in error.msg
+
+
+@override_settings(
+    DBPERF={
+        "CACHE": {
+            "DEPENDS_ON": {"testapp.SaleSummary": ["testapp.Sale"], "testapp.Place": []},
+            "ALSO_WRITES": {"testapp.Sale": ("testapp.SaleTotal",)},
+        }
+    },
+    DEBUG=True,
+)
+def test_valid_dependencies_pass() -> None:
+    assert check_settings() == []
 
 
 def test_several_errors_are_reported_together() -> None:
@@ -308,3 +357,42 @@ def test_e010_unshared_cache_outside_debug() -> None:
 @override_settings(DBPERF={"CACHE": {"ALIAS": "default"}}, DEBUG=True)
 def test_e010_allowed_while_debug_is_on() -> None:
     assert check_settings() == []
+
+
+@override_settings(
+    DBPERF={"CACHE": {"NOT_CACHED": ["sessions.Session", "testapp.Nope"]}}, DEBUG=True
+)
+def test_e007_not_cached_names_installed_models() -> None:
+    error = only(check_settings())
+    assert error.id == "dbperf.E007"
+    assert error.msg == (
+        """DBPERF["CACHE"]["NOT_CACHED"] has the item 'testapp.Nope', which is not an """
+        "installed model."
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("tests.nowhere.hook", "cannot be imported"),
+        ("tests.test_checks.NOT_A_HOOK", "is str, not a callable"),
+    ],
+)
+def test_e011_namespace_hook_must_be_an_importable_callable(path: str, problem: str) -> None:
+    with override_settings(DBPERF={"CACHE": {"NAMESPACE": path}}, DEBUG=True):
+        error = only(check_settings())
+    assert error.id == "dbperf.E011"
+    assert f"is {path!r}, which {problem}" in error.msg
+    assert "(connection) -> str" in (error.hint or "")
+
+
+@override_settings(DBPERF={"CACHE": {"NAMESPACE": "tests.test_checks.schema"}}, DEBUG=True)
+def test_e011_not_raised_for_a_callable() -> None:
+    assert check_settings() == []
+
+
+NOT_A_HOOK = "schema"
+
+
+def schema(connection: object) -> str:
+    return "tenant"

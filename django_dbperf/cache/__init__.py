@@ -2,6 +2,17 @@
 
 Public API: ``CachingQuerySet``, ``CachingManager`` (and their mixins), ``cached_as()``,
 ``invalidate()``, ``invalidate_tags()``, ``invalidate_all()`` and ``stats()``.
+
+A read (``queryset.py``, ``calls.py``): key (``keys.py`` over ``shape.py``, values written by
+``encode.py``; the database's identity from ``namespace.py``) -> the tables it depends on
+(``tables.py``, ``prefetch.py``, ``dependencies.py``; narrowed to rows by ``narrow.py``; those
+in ``skipped.py`` bypass) -> lookup of the entry and its versions in one round trip
+(``store.py``) -> verify the signature (``signing.py``) -> decode (``payload.py``). A miss runs
+the query under a capture and stores the result under the versions read before it.
+
+A write (``invalidation.py``): the statement's tables (``tables.py``, with what the database
+changes along with them, ``dependencies.py``) or the saved row (``narrow.py``) -> new versions
+in ``store.py``, now and again at commit.
 """
 
 from __future__ import annotations
@@ -10,7 +21,9 @@ from django.apps import apps
 from django.db.models import Model
 
 from django_dbperf.cache.calls import cached_as
+from django_dbperf.cache.dependencies import DELETE, tables_changed_with
 from django_dbperf.cache.invalidation import model_tables
+from django_dbperf.cache.namespace import all_databases
 from django_dbperf.cache.queryset import (
     CachingEagerManager,
     CachingEagerQuerySet,
@@ -42,7 +55,8 @@ def invalidate(*models_or_labels: type[Model] | str) -> None:
     for item in models_or_labels:
         model = apps.get_model(item) if isinstance(item, str) else item
         tables |= model_tables(model)
-    STORE.bump(tables)
+    # As a DELETE of them would: database-level cascades and declared triggers too.
+    STORE.bump(all_databases(tables_changed_with(frozenset(tables), DELETE)))
 
 
 def invalidate_tags(*tags: str) -> None:
@@ -58,5 +72,6 @@ def invalidate_all() -> None:
 
 
 def stats() -> dict[str, dict[str, int]]:
-    """Hit, miss, invalidation and bypass counters of every app instance, per model and tag."""
+    """Hit, miss, invalidation, bypass and rejected counters of every app instance, per model
+    and tag (``"entries"`` counts entries that failed verification)."""
     return STORE.stats()

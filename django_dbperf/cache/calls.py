@@ -23,10 +23,13 @@ from django.apps import apps
 from django.db import connections
 from django.db.models import Model
 
+from django_dbperf.cache.dependencies import read_dependencies
 from django_dbperf.cache.encode import Unencodable, encode
 from django_dbperf.cache.invalidation import dirty_tables, model_tables
+from django_dbperf.cache.namespace import all_databases
 from django_dbperf.cache.queryset import (
     _fields_signature,
+    bypass,
     can_store_in_transaction,
     require_configuration,
     run_recorded,
@@ -34,6 +37,7 @@ from django_dbperf.cache.queryset import (
     ttl_for,
     validate_options,
 )
+from django_dbperf.cache.skipped import skipped_tables
 from django_dbperf.cache.store import STORE, Lookup, entry_name, logger
 
 P = ParamSpec("P")
@@ -105,6 +109,15 @@ class _CachedFunction:
 
         if not STORE.available:
             return compute()
+        # DEPENDS_ON adds what a declared view reads; an undeclared one is refused (logged).
+        tables, refusal = read_dependencies(self.tables)
+        if refusal is not None:
+            STORE.count(self.label, "bypass")
+            return compute()
+        if self.tables & skipped_tables():
+            names = ", ".join(sorted(self.tables & skipped_tables()))
+            bypass(self.label, f'it reads {names}, which DBPERF["CACHE"]["NOT_CACHED"] lists')
+            return compute()
         if any(self.tables & dirty_tables(c.alias) for c in connections.all(initialized_only=True)):
             STORE.count(self.label, "bypass")
             return compute()
@@ -113,8 +126,10 @@ class _CachedFunction:
         def compute_and_store(lookup: Lookup) -> Any:
             return self._compute_and_store(entry, lookup, compute)
 
+        # Its queries may run on any database: it depends on the tables in each of them.
+        versioned = all_databases(tables)
         return serve(
-            entry, self.tables, self.tags, None, self.label, self.lock, compute, compute_and_store
+            entry, versioned, self.tags, None, self.label, self.lock, compute, compute_and_store
         )
 
     @property
@@ -134,7 +149,8 @@ class _CachedFunction:
                 )  # fmt: skip
             return result
         if all(can_store_in_transaction(alias) for alias in aliases):
-            STORE.store(entry, lookup, result, ttl_for(self.models[0], self.ttl))
+            ttl = ttl_for(self.models[0], self.ttl)
+            STORE.store(entry, lookup, result, ttl, subject=self.label)
         return result
 
 

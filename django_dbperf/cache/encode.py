@@ -121,6 +121,17 @@ def _register_psycopg() -> None:
     _ENCODERS[Jsonb] = _json_wrapper
     _ENCODERS[Binary] = _binary_wrapper
     _ENCODERS[Range] = _range
+    # int and float subclasses that pick the SQL type sent (Django uses Int4 for some values).
+    from psycopg.types import numeric
+
+    for name in ("Int2", "Int4", "Int8", "IntNumeric", "Oid"):
+        kind = getattr(numeric, name, None)
+        if isinstance(kind, type):
+            _ENCODERS[kind] = lambda value: f"i{type(value).__name__}{int(value)};"
+    for name in ("Float4", "Float8"):
+        kind = getattr(numeric, name, None)
+        if isinstance(kind, type):
+            _ENCODERS[kind] = lambda value: f"f{type(value).__name__}{float(value).hex()};"
     # Django's range fields use these subclasses; each adapts like Range.
     from psycopg.types import range as ranges
 

@@ -18,7 +18,7 @@ import functools
 import re
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.apps import apps
@@ -26,8 +26,11 @@ from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
+from django_dbperf.cache.dependencies import inherited_tables
+from django_dbperf.cache.namespace import database_namespace, qualified
 from django_dbperf.cache.narrow import RowWrite, row_write
-from django_dbperf.cache.store import STORE
+from django_dbperf.cache.skipped import skipped_tables
+from django_dbperf.cache.store import STORE, logger
 from django_dbperf.cache.tables import written_tables
 from django_dbperf.conf import cache_configured
 
@@ -37,6 +40,7 @@ class TransactionWrites:
     """The tables one transaction (one outermost atomic block) has written."""
 
     outermost: object
+    using: str
     tables: set[str] = field(default_factory=set)
     # The savepoint stacks that registered a commit bump. Django drops the callbacks of a
     # savepoint that rolls back, so each level that writes registers its own.
@@ -46,7 +50,7 @@ class TransactionWrites:
     def bump_after_commit(self) -> None:
         if not self.bumped:  # one bump per commit, however many levels registered one
             self.bumped = True
-            STORE.bump(self.tables)
+            STORE.bump(qualified(self.using, self.tables))
 
 
 _STATE = "_dbperf_transaction_writes"
@@ -77,12 +81,12 @@ def tables_written(connection: BaseDatabaseWrapper, tables: Iterable[str]) -> No
         return
     for table in tables:
         STORE.count(model_label(table), "invalidation")
-    STORE.bump(tables)
+    STORE.bump(qualified(connection.alias, tables))
     if not connection.in_atomic_block:
         return
     writes = _current_writes(connection)
     if writes is None:
-        writes = TransactionWrites(outermost=connection.atomic_blocks[0])
+        writes = TransactionWrites(connection.atomic_blocks[0], connection.alias)
         setattr(connection, _STATE, writes)
     writes.tables |= tables
     level = tuple(connection.savepoint_ids)
@@ -101,18 +105,32 @@ def write_wrapper(
     result = execute(sql, params, many, context)
     # Projects that never set DBPERF["CACHE"] pay this one cached call per statement.
     if cache_configured():
-        tables = written_tables(sql)
-        if tables:
-            connection = context["connection"]
-            row = None
-            if len(tables) == 1 and not many and not connection.in_atomic_block:
-                row = _saved_row(next(iter(tables)), sql, params, connection)
-            if row is not None:
-                STORE.count(model_label(row.table), "invalidation")
-                STORE.bump_row(row)
-            else:
-                tables_written(connection, tables)
+        try:
+            _invalidate(sql, params, many, context)
+        except Exception:
+            # The write happened; which versions it changes could not be told (e.g. the
+            # NAMESPACE hook failed): every entry is distrusted instead of failing the write.
+            logger.exception(
+                "django_dbperf cache: a write's versions are unknown; invalidating all"
+            )
+            STORE.invalidate_all()
     return result
+
+
+def _invalidate(sql: str, params: Any, many: bool, context: dict[str, Any]) -> None:
+    tables = written_tables(sql) - skipped_tables()  # no cached read uses those (skipped.py)
+    if not tables:
+        return
+    connection = context["connection"]
+    row = None
+    if len(tables) == 1 and not many and not connection.in_atomic_block:
+        row = _saved_row(next(iter(tables)), sql, params, connection)
+    if row is None:
+        tables_written(connection, tables)
+        return
+    STORE.count(model_label(row.table), "invalidation")
+    database = database_namespace(connection.alias)
+    STORE.bump_row(replace(row, table=f"{database}/{row.table}"))
 
 
 _SAVE_TABLE = Model._save_table.__code__  # type: ignore[attr-defined]
@@ -202,8 +220,8 @@ def model_label(table: str) -> str:
 
 
 def model_tables(model: type[Model]) -> set[str]:
-    """The model's table and its multi-table-inheritance parents' tables."""
-    return {model._meta.db_table} | {parent._meta.db_table for parent in model._meta.parents}
+    """The model's table and its multi-table-inheritance ancestors' tables (all levels)."""
+    return set(inherited_tables(model))
 
 
 def _statements_seen(using: str) -> bool:

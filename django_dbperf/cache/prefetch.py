@@ -8,6 +8,8 @@ from typing import Any
 from django.core.exceptions import EmptyResultSet
 from django.db.models import ForeignObjectRel, Model, Prefetch
 
+from django_dbperf.cache.dependencies import inherited_tables
+
 UNKNOWN = "*"  # a table that cannot be named in advance: such querysets are not cached
 
 
@@ -20,12 +22,13 @@ def _hop_tables(model: type[Model], name: str) -> tuple[set[str], type[Model] | 
     related = field.related_model
     if related is None:  # a generic foreign key: its targets are not known in advance
         return {UNKNOWN}, None
-    tables = {related._meta.db_table}
+    # A multi-table child's rows are read joined to its parents' (every Wagtail page type).
+    tables = set(inherited_tables(related))
     if field.many_to_many:
         # The reverse side (a ManyToManyRel) knows its through model directly.
         rel = field if isinstance(field, ForeignObjectRel) else field.remote_field
         through = rel.through  # type: ignore[union-attr]
-        tables.add(through._meta.db_table)
+        tables |= inherited_tables(through)
     return tables, related
 
 

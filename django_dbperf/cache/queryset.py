@@ -9,21 +9,26 @@ and ``prefetch_related`` results attached.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Self
 
+from django.apps import apps
 from django.core.exceptions import EmptyResultSet, ImproperlyConfigured
 from django.db import connections, models
 from django.db.models import Model, Prefetch, QuerySet
 from django.db.models.query import ModelIterable
 
+from django_dbperf.cache.dependencies import read_dependencies
 from django_dbperf.cache.encode import Unencodable, encode, encode_all
-from django_dbperf.cache.invalidation import dirty_tables
+from django_dbperf.cache.invalidation import dirty_tables, model_label
 from django_dbperf.cache.keys import QueryKey, query_key
+from django_dbperf.cache.namespace import database_namespace, entry_namespace, qualified
 from django_dbperf.cache.narrow import Narrowing, narrowing
 from django_dbperf.cache.prefetch import UNKNOWN, prefetch_tables
+from django_dbperf.cache.skipped import skipped_tables
 from django_dbperf.cache.store import STORE, Lookup, entry_name, logger
 from django_dbperf.cache.tables import read_tables
 from django_dbperf.capture import recording
@@ -65,14 +70,41 @@ def require_configuration() -> None:
         )
 
 
-_signatures: dict[type[Model], str] = {}
+_signatures: dict[tuple[type[Model], str], str] = {}
 
 
-def _fields_signature(model: type[Model]) -> str:
-    """The model's columns: after a migration changes them, old entries are never read."""
-    signature = _signatures.get(model)
+def _fields_signature(model: type[Model], using: str = "default") -> str:
+    """The model's columns and their types in that database: after a migration changes them
+    (adds, removes, or retypes one, e.g. an integer to a decimal), old entries are never read.
+    """
+    signature = _signatures.get((model, using))
     if signature is None:
-        signature = _signatures[model] = ",".join(f.attname for f in model._meta.concrete_fields)
+        connection = connections[using]
+        # The decimal places too: SQLite's column type does not show them, its values do.
+        signature = _signatures[(model, using)] = ",".join(
+            f"{field.attname}:{field.db_type(connection)}:{field.get_internal_type()}:"
+            f"{getattr(field, 'max_digits', '')}:{getattr(field, 'decimal_places', '')}"
+            for field in model._meta.concrete_fields
+        )
+    return signature
+
+
+_schemas: dict[tuple[frozenset[str], str], str] = {}
+
+
+def _schema_signature(tables: frozenset[str], using: str) -> str:
+    """The columns and types of every model whose table a query reads (its select_related and
+    prefetched rows are rebuilt from the entry too)."""
+    signature = _schemas.get((tables, using))
+    if signature is None:
+        parts = []
+        for table in sorted(tables):
+            label = model_label(table)
+            if label != table:  # a model's table
+                parts.append(f"{table}({_fields_signature(apps.get_model(label), using)})")
+        if len(_schemas) >= 4096:
+            _schemas.clear()
+        signature = _schemas[(tables, using)] = ";".join(parts)
     return signature
 
 
@@ -103,15 +135,9 @@ def _fetch_mode(queryset: QuerySet[Any]) -> str:
     return "" if mode is None else f"{type(mode).__module__}.{type(mode).__qualname__}"
 
 
-_bypass_logged: set[str] = set()
-
-
 def bypass(subject: str, reason: str) -> None:
     """Count a read served uncached for ``reason``; log each reason once per process."""
-    STORE.count(subject, "bypass")
-    if reason not in _bypass_logged:
-        _bypass_logged.add(reason)
-        logger.warning("django_dbperf cache: a %s read is served uncached: %s", subject, reason)
+    STORE.bypass(subject, reason)
 
 
 def can_store_in_transaction(using: str) -> bool:
@@ -239,10 +265,12 @@ class CachingQuerySetMixin(_QuerySetBase):
         try:
             key = query_key(self) if make_key is None else make_key()
             prefetched = prefetch_tables(self)
-            tables = read_tables(key.sql) | prefetched
+            tables, refusal = read_dependencies(read_tables(key.sql) | prefetched)
             narrow = self._narrowing(kind, key.sql, prefetched) if make_key is None else None
+            database = database_namespace(self.db)
             entry = entry_name(
-                self.db, kind, label, _fields_signature(self.model), key.sql, key.identity,
+                entry_namespace(self.db), kind, label, _fields_signature(self.model, self.db),
+                _schema_signature(tables, self.db), key.sql, key.identity,
                 self._iterable_class.__name__, _fetch_mode(self), _prefetch_identity(self),
             )  # fmt: skip
         except EmptyResultSet:
@@ -255,6 +283,13 @@ class CachingQuerySetMixin(_QuerySetBase):
             # A queryset the analysis does not understand is served uncached, never failed.
             logger.exception("django_dbperf cache: could not key a %s queryset", label)
             return compute()
+        if refusal is not None:  # an undeclared unmanaged model's table (dependencies.py)
+            STORE.count(label, "bypass")
+            return compute()
+        if tables & skipped_tables():
+            names = ", ".join(sorted(tables & skipped_tables()))
+            bypass(label, f'it reads {names}, which DBPERF["CACHE"]["NOT_CACHED"] lists')
+            return compute()
         if UNKNOWN in tables or tables & dirty_tables(self.db):
             STORE.count(label, "bypass")
             return compute()
@@ -262,8 +297,13 @@ class CachingQuerySetMixin(_QuerySetBase):
         def compute_and_store(lookup: Lookup) -> Any:
             return self._compute_and_store(entry, lookup, tables, compute, options)
 
+        # Versions are kept per database (namespace.py), under the tables' qualified names.
+        if narrow is not None:
+            joined = tuple(f"{database}/{table}" for table in narrow.joined)
+            narrow = replace(narrow, table=f"{database}/{narrow.table}", joined=joined)
+        versioned = qualified(self.db, tables)
         return serve(
-            entry, tables, options.tags, narrow, label, options.lock, compute, compute_and_store
+            entry, versioned, options.tags, narrow, label, options.lock, compute, compute_and_store
         )
 
     def _narrowing(self, kind: str, sql: str, prefetched: frozenset[str]) -> Narrowing | None:
@@ -290,8 +330,53 @@ class CachingQuerySetMixin(_QuerySetBase):
             bypass(label, f"it read {', '.join(sorted(unversioned))}, which its analysis missed")
         elif can_store_in_transaction(self.db):
             rows = [row.pk for row in result] if lookup.rows_table is not None else ()
-            STORE.store(entry, lookup, result, ttl_for(self.model, options.ttl), rows)
+            with self._callers_objects_detached(result):
+                ttl = ttl_for(self.model, options.ttl)
+                STORE.store(entry, lookup, result, ttl, rows, subject=self.model._meta.label)
         return result
+
+    # A related manager's queryset (``author.books``) attaches the caller's own instance to
+    # every row (``_known_related_objects``), unsaved changes and all: it is not the cache's
+    # to share. Stored without it; each caller's is attached to a hit, as Django does.
+
+    @contextlib.contextmanager
+    def _callers_objects_detached(self, result: Any) -> Iterator[None]:
+        detached: list[tuple[dict[str, Any], str, Any]] = []
+        if type(result) is list:
+            for field, objects in self._callers_objects().items():
+                known = set(map(id, objects.values()))
+                name = field.cache_name
+                for row in result:
+                    cache = row._state.fields_cache
+                    if id(cache.get(name)) in known:
+                        detached.append((cache, name, cache.pop(name)))
+        try:
+            yield
+        finally:
+            for cache, name, value in detached:
+                cache[name] = value
+
+    def _callers_objects(self) -> dict[Any, dict[Any, Model]]:
+        known: dict[Any, dict[Any, Model]] = getattr(self, "_known_related_objects", {})
+        return known
+
+    def _attach_callers_objects(self, rows: list[Any]) -> None:
+        for field, objects in self._callers_objects().items():
+            meta = self.model._meta
+            attnames = [
+                field.attname if name == "self" else meta.get_field(name).attname
+                for name in field.from_fields
+            ]
+            for row in rows:
+                values = row.__dict__
+                if field.is_cached(row) or any(name not in values for name in attnames):
+                    continue  # loaded by select_related(), or deferred (as Django skips them)
+                key = (
+                    values[attnames[0]] if len(attnames) == 1 else tuple(map(values.get, attnames))
+                )
+                known = objects.get(key)
+                if known is not None:
+                    setattr(row, field.name, known)
 
     def _fetch_all(self) -> None:
         if self._result_cache is not None or self._dbperf_cache is None:
@@ -304,6 +389,8 @@ class CachingQuerySetMixin(_QuerySetBase):
 
         self._result_cache = self._through_cache("rows", evaluate)
         self._prefetch_done = True
+        if self._callers_objects() and self._iterable_class is ModelIterable:
+            self._attach_callers_objects(self._result_cache)
 
     def count(self) -> int:
         if self._result_cache is not None or self._dbperf_cache is None:

@@ -33,13 +33,14 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
-from django_dbperf.cache import payload
+from django_dbperf.cache import payload, signing
 from django_dbperf.cache.narrow import Narrowing, RowWrite, canonical
 from django_dbperf.conf import get_config
 
 logger = logging.getLogger("django_dbperf")
 
 EPOCH = "epoch"
+SUBJECTS = "stats-subject-set"  # a Redis set on django-redis (a list elsewhere)
 SEQ = "seq"  # the write sequence: row bumps set it, and their versions, to a growing number
 RUN_ID_CHECK_INTERVAL = 1.0  # seconds between checks that the server was not restarted
 STATS_FLUSH_INTERVAL = 1.0
@@ -124,11 +125,14 @@ class CacheStore:
         self._down_until = 0.0
         self._last_error_log = 0.0
         self.errors = 0
+        self._last_rejected_log = float("-inf")
+        self.rejections = 0
         self._renew_epoch = False
         self._run_id: str | None = None
         self._run_id_checked = 0.0
         self._counts: Counter[tuple[str, str]] = Counter()
         self._counts_flushed = time.monotonic()
+        self._bypass_reasons: set[str] = set()
         self._writer.drop()
 
     # --- configuration -----------------------------------------------------------------
@@ -185,6 +189,26 @@ class CacheStore:
                 doing, type(error).__name__, error, self.config["RETRY_AFTER"], self.errors,
             )  # fmt: skip
 
+    def rejected(self, key: str, reason: str) -> None:
+        """Count an entry that failed verification (a miss); log at most once per
+        ERROR_LOG_INTERVAL. Not a cache failure: the cache stays in use."""
+        self.count("entries", "rejected")
+        now = time.monotonic()
+        with self._lock:
+            self.rejections += 1
+            log = now - self._last_rejected_log >= float(self.config["ERROR_LOG_INTERVAL"])
+            if log:
+                self._last_rejected_log = now
+        if log:
+            logger.warning(
+                "django_dbperf cache: entry %s failed verification (%s); it was not decoded and "
+                "is recomputed. Redis is a trust boundary: an entry is read only if signed with "
+                "SECRET_KEY or SECRET_KEY_FALLBACKS for its own key. Expected for a while after "
+                "upgrading to signed entries or dropping a secret from SECRET_KEY_FALLBACKS; "
+                "otherwise something else writes to this cache. %d rejected so far.",
+                key, reason, self.rejections,
+            )  # fmt: skip
+
     # --- epoch -------------------------------------------------------------------------
 
     def _server_run_id(self) -> str | None:
@@ -218,8 +242,8 @@ class CacheStore:
         epoch = new_token()
         if self.cache.add(key, epoch, timeout=None):
             return epoch
-        found = self.cache.get(key)
-        return int(found) if found is not None else epoch
+        found = self._get_int(key)
+        return found if found is not None else epoch
 
     # --- reads -------------------------------------------------------------------------
 
@@ -251,8 +275,10 @@ class CacheStore:
                 start = stored.find(b"\n") + 1 if by_rows else 0
                 header = _header(epoch, versions + row_versions)
                 if header is not None and stored[start : start + len(header)] == header:
-                    payload = _loads(stored[start + len(header) :])
-                    if payload is not _UNREADABLE:
+                    payload = _loads(stored[start + len(header) :], entry_key)
+                    if isinstance(payload, _Rejected):
+                        self.rejected(entry_key, payload.reason)  # then stored over, as a miss
+                    elif payload is not _UNREADABLE:
                         return Lookup(True, payload, header)
             epoch = self._current_epoch(epoch)
             for index, value in enumerate(versions):
@@ -261,7 +287,7 @@ class CacheStore:
                     token, name = new_token(), names[index]
                     timeout = self._row_ttl() if name in expiring else None
                     created = self.cache.add(name, token, timeout=timeout)
-                    versions[index] = token if created else self.cache.get(name)
+                    versions[index] = token if created else self._get_int(name)
             header = _header(epoch, versions)
             if not by_rows:
                 return Lookup(False, None, header)
@@ -329,20 +355,26 @@ class CacheStore:
         return values
 
     def store(
-        self, entry: str, lookup: Lookup, payload: Any, ttl: int, rows: Iterable[Any] = ()
+        self,
+        entry: str,
+        lookup: Lookup,
+        payload: Any,
+        ttl: int,
+        rows: Iterable[Any] = (),
+        subject: str = "entries",
     ) -> None:
         """Store a miss's result; ``rows``: the primary keys it holds, for a lookup narrowed
         by a foreign key (it then depends on their versions too)."""
         if lookup.header is None:
             return
-        try:
-            blob = _dumps(payload)
-        except Exception as error:
-            # Not a cache failure: this result cannot be cached (e.g. an ORM patched by
-            # another package). It is served uncached; the cache stays in use.
-            logger.debug("django_dbperf cache: result not stored, it cannot be pickled: %s", error)
-            return
         key = self.key("entry", entry)
+        try:
+            blob = _dumps(payload, key)
+        except Exception as error:
+            # Not a cache failure: this result cannot be cached (e.g. it holds an object of a
+            # class the entry format does not rebuild). Served uncached; the cache stays in use.
+            self.bypass(subject, f"its result cannot be stored ({type(error).__name__}: {error})")
+            return
         try:
             self.renew_pending_epoch()
             redis = self.redis()
@@ -503,6 +535,16 @@ class CacheStore:
         if due:
             self.flush_counts()
 
+    def bypass(self, subject: str, reason: str) -> None:
+        """Count a read of ``subject`` served uncached for ``reason``; log each reason once."""
+        self.count(subject, "bypass")
+        with self._lock:
+            new = reason not in self._bypass_reasons
+            if new and len(self._bypass_reasons) < 1000:
+                self._bypass_reasons.add(reason)
+        if new:
+            logger.warning("django_dbperf cache: a %s read is served uncached: %s", subject, reason)
+
     def count_lookup(self, subject: str, tags: Iterable[str], event: str) -> None:
         """Count ``event`` (hit, miss) for ``subject`` and for each of the entry's tags."""
         self.count(subject, event)
@@ -516,6 +558,18 @@ class CacheStore:
         if not counts or not self.available:
             return
         try:
+            redis = self.redis()
+            if redis is not None:
+                # Raw commands: django-redis' incr() unpickles a value that is not a number.
+                client, raw = redis
+                pipeline = raw.pipeline(transaction=False)
+                for (subject, event), amount in counts.items():
+                    pipeline.incrby(
+                        client.make_key(self.key("stats", f"{subject}:{event}")), amount
+                    )
+                pipeline.sadd(client.make_key(self.key("meta", SUBJECTS)), *{s for s, _ in counts})
+                pipeline.execute()
+                return
             for (subject, event), amount in counts.items():
                 key = self.key("stats", f"{subject}:{event}")
                 try:
@@ -523,39 +577,83 @@ class CacheStore:
                 except ValueError:  # not there yet
                     if not self.cache.add(key, amount, timeout=None):
                         self.cache.incr(key, amount)
-            self.cache.set(self.key("meta", "stats-subjects"), self._subjects(counts), None)
+            known = self.cache.get(self.key("meta", SUBJECTS)) or []
+            subjects = sorted(set(known) | {subject for subject, _ in counts})
+            self.cache.set(self.key("meta", SUBJECTS), subjects, None)
         except Exception as error:
             self.failed(error, "saving cache statistics")
-
-    def _subjects(self, counts: Counter[tuple[str, str]]) -> list[str]:
-        known = self.cache.get(self.key("meta", "stats-subjects")) or []
-        return sorted(set(known) | {subject for subject, _ in counts})
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Counters of every instance: ``{"app.Model": {"hit": 3, "miss": 1, ...}}``."""
         self.flush_counts()
-        subjects = self.cache.get(self.key("meta", "stats-subjects")) or []
-        events = ("hit", "miss", "invalidation", "bypass")
-        keys = {self.key("stats", f"{s}:{e}"): (s, e) for s in subjects for e in events}
-        found = self.cache.get_many(list(keys))
+        events = ("hit", "miss", "invalidation", "bypass", "rejected")
+        redis = self.redis()
+        if redis is None:
+            subjects = list(self.cache.get(self.key("meta", SUBJECTS)) or [])
+            keys = [self.key("stats", f"{s}:{e}") for s in subjects for e in events]
+            found = self.cache.get_many(keys)
+            values = [found.get(key) for key in keys]
+        else:
+            client, raw = redis
+            try:
+                members = raw.smembers(client.make_key(self.key("meta", SUBJECTS)))
+            except Exception as error:  # e.g. WRONGTYPE: something else wrote that key
+                self.failed(error, "reading cache statistics")
+                members = set()
+            subjects = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+            keys = [self.key("stats", f"{s}:{e}") for s in subjects for e in events]
+            values = [_int_or_none(v) for v in raw.mget([client.make_key(k) for k in keys])]
         result: dict[str, dict[str, int]] = {s: dict.fromkeys(events, 0) for s in subjects}
-        for key, value in found.items():
-            subject, event = keys[key]
-            result[subject][event] = int(value)
+        pairs = [(s, e) for s in subjects for e in events]
+        for (subject, event), value in zip(pairs, values, strict=True):
+            result[subject][event] = int(value or 0)
         return result
+
+    def _get_int(self, key: str) -> int | None:
+        """A version or the epoch as stored; None if missing or not a number. Read raw on
+        django-redis: its get() would unpickle whatever bytes another client wrote."""
+        redis = self.redis()
+        if redis is None:
+            value = self.cache.get(key)
+            return value if type(value) is int else None
+        client, raw = redis
+        return _int_or_none(raw.get(client.make_key(key)))
+
+
+def _int_or_none(value: object) -> int | None:
+    """A number django-redis stored as its digits (it stores integers unpickled)."""
+    if isinstance(value, bytes) and value[:1] != b"+" and value.lstrip(b"-").isdigit():
+        return int(value)
+    return None
 
 
 _UNREADABLE = object()
 
 
-def _dumps(result: Any) -> bytes:
-    return payload.dumps(result)
+@dataclass(frozen=True)
+class _Rejected:
+    reason: str
 
 
-def _loads(blob: Any) -> Any:
-    """The stored result, or ``_UNREADABLE`` for garbage or a payload of an older code version."""
+_FORGED = _Rejected("its signature is not valid for its key under SECRET_KEY or a fallback")
+
+
+def _dumps(result: Any, key: str) -> bytes:
+    """The payload, signed for the entry's cache key ``key`` (``signing.py``)."""
+    return signing.sign(key, payload.dumps(result))
+
+
+def _loads(blob: Any, key: str) -> Any:
+    """The stored result; ``_Rejected`` for bytes not signed for ``key`` with this site's secret
+    (never decoded), or signed but naming what no result holds; ``_UNREADABLE`` for a payload of
+    an older code version or Django, or of a model changed since."""
+    verified = signing.verify(key, blob)
+    if verified is None:
+        return _FORGED
     try:
-        return payload.loads(blob)
+        return payload.loads(verified)
+    except payload.RefusedGlobal as error:
+        return _Rejected(f"signed, but {error}")
     except Exception:
         return _UNREADABLE
 

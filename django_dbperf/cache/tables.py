@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from django_dbperf.cache.dependencies import DELETE, TRUNCATE_CASCADE, WRITE, tables_changed_with
+
 _NAME = r'(?:"([^"]+)"|`([^`]+)`|([A-Za-z_][\w$]*))'
 _READS = re.compile(rf"\b(?:FROM|JOIN)\s+{_NAME}", re.IGNORECASE)
 _WRITE = re.compile(
@@ -12,25 +14,30 @@ _WRITE = re.compile(
     rf"\s+{_NAME}",
     re.IGNORECASE,
 )
-_TRUNCATE_OPTIONS = r"(?:\s+(?:RESTART|CONTINUE|CASCADE|RESTRICT)\b.*)?"
+_TRUNCATE_OPTIONS = r"(\s+(?:RESTART|CONTINUE|CASCADE|RESTRICT)\b.*)?"
 _TRUNCATE = re.compile(
     rf"^\s*TRUNCATE\s+(?:TABLE\s+)?(.+?){_TRUNCATE_OPTIONS};?\s*$", re.IGNORECASE | re.DOTALL
 )
 _WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "TRUNCATE", "WITH", "MERGE")
+# Statements that may delete rows, so the database runs its ON DELETE actions: REPLACE deletes
+# the row it replaces; a CTE or a MERGE may hold a DELETE.
+_DELETES = re.compile(r"^\s*(?:DELETE|REPLACE|INSERT\s+OR\s+REPLACE|WITH|MERGE)\b", re.IGNORECASE)
 
 _CACHE_SIZE = 4096
 _reads: dict[str, frozenset[str]] = {}
-_writes: dict[str, frozenset[str]] = {}
+# The tables a statement names and its kind (dependencies.py): what the database changes along
+# with them depends on the settings, so it is added outside this memo.
+_writes: dict[str, tuple[frozenset[str], str]] = {}
 
 
 def _names(matches: Iterable[re.Match[str]]) -> frozenset[str]:
     return frozenset(next(group for group in match.groups() if group) for match in matches)
 
 
-def _remember(cache: dict[str, frozenset[str]], sql: str, tables: frozenset[str]) -> None:
+def _remember[T](cache: dict[str, T], sql: str, found: T) -> None:
     if len(cache) >= _CACHE_SIZE:
         cache.clear()
-    cache[sql] = tables
+    cache[sql] = found
 
 
 def read_tables(sql: str) -> frozenset[str]:
@@ -43,25 +50,35 @@ def read_tables(sql: str) -> frozenset[str]:
 
 
 def written_tables(sql: str) -> frozenset[str]:
-    """The tables a write statement changes; empty for reads."""
-    tables = _writes.get(sql)
-    if tables is not None:
-        return tables
+    """The tables a write statement changes, with those the database changes along with them
+    (``dependencies.py``: database-level cascades, declared triggers); empty for reads."""
+    found = _writes.get(sql)
+    if found is None:
+        found = _named_writes(sql)
+        _remember(_writes, sql, found)
+    tables, kind = found
+    return tables_changed_with(tables, kind) if tables else tables
+
+
+def _named_writes(sql: str) -> tuple[frozenset[str], str]:
+    """The tables a write statement names, and its kind: ``WRITE``, ``DELETE`` (may delete
+    rows) or ``TRUNCATE_CASCADE``."""
     head = sql.lstrip()[:8].upper()
     if not head.startswith(_WRITE_VERBS):
-        tables = frozenset()
-    elif head.startswith("TRUNCATE"):
+        return frozenset(), WRITE
+    kind = DELETE if _DELETES.match(sql) else WRITE
+    if head.startswith("TRUNCATE"):
         match = _TRUNCATE.match(sql)
         names = match.group(1).split(",") if match else []
-        tables = frozenset(name.strip().strip('"`') for name in names if name.strip())
-    elif head.startswith(("WITH", "MERGE")):
+        if match and match.group(2) and re.search(r"\bCASCADE\b", match.group(2), re.I):
+            kind = TRUNCATE_CASCADE
+        return frozenset(name.strip().strip('"`') for name in names if name.strip()), kind
+    if head.startswith(("WITH", "MERGE")):
         # A CTE may write anywhere it names: treat every table it mentions as written.
-        tables = read_tables(sql) | _names(re.finditer(rf"\b(?:INTO|UPDATE)\s+{_NAME}", sql, re.I))
-    else:
-        match = _WRITE.match(sql)
-        tables = _names([match]) if match else frozenset()
-    _remember(_writes, sql, tables)
-    return tables
+        names = _names(re.finditer(rf"\b(?:INTO|UPDATE)\s+{_NAME}", sql, re.I))
+        return read_tables(sql) | names, kind
+    match = _WRITE.match(sql)
+    return (_names([match]) if match else frozenset()), kind
 
 
 _occurrences: dict[str, dict[str, int]] = {}
