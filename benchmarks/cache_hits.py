@@ -598,7 +598,7 @@ def keyed_reads(app: BenchApp, floor_name: str) -> list[Variant]:
     hit."""
     from django_dbperf.cache import cached_as
 
-    @cached_as(app.book, app.author)
+    @cached_as(app.book, app.author, key="bench page")  # closes over app: one per process
     def page_of_books(authors: int) -> list[Any]:
         return list(page(app.book.objects))
 

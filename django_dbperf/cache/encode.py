@@ -50,11 +50,12 @@ def _time(value: datetime.time) -> str:
     return f"h{value.isoformat()}|{value.fold}|{zone};"
 
 
-def _sequence(tag: str) -> Callable[[Any], str]:
-    def encoded(values: Any) -> str:
-        return f"{tag}{len(values)}[" + "".join(map(encode, values)) + "]"
+def _list(values: list[Any]) -> str:
+    return f"l{len(values)}[" + "".join(map(encode, values)) + "]"
 
-    return encoded
+
+def _tuple(values: tuple[Any, ...]) -> str:
+    return f"p{len(values)}[" + "".join(map(encode, values)) + "]"
 
 
 def _json_wrapper(value: Any) -> str:
@@ -105,8 +106,8 @@ _ENCODERS: dict[type[Any], Callable[[Any], str]] = {
     datetime.time: _time,
     datetime.timedelta: lambda value: f"e{value.days}:{value.seconds}:{value.microseconds};",
     uuid.UUID: lambda value: f"u{value.hex};",
-    list: _sequence("l"),
-    tuple: _sequence("p"),
+    list: _list,
+    tuple: _tuple,
 }
 
 
@@ -175,4 +176,4 @@ def encode_all(values: Any) -> str:
         if any(type(name) is not str for name in values):
             raise Unencodable("a parameter name that is not a str")
         return "m[" + "".join(_text("k", k) + encode(v) for k, v in values.items()) + "]"
-    return _sequence("a")(tuple(values))
+    return "a" + _tuple(tuple(values))

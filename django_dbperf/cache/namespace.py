@@ -22,9 +22,11 @@ from django.conf import settings
 from django.db import connections
 from django.utils.module_loading import import_string
 
-__all__ = ["all_databases", "database_namespace", "entry_namespace", "qualified"]
+__all__ = ["all_databases", "database_namespace", "entry_namespace", "namespaces", "qualified"]
 
-_identities: dict[tuple[str, ...], str] = {}
+_MEMO_SIZE = 1024
+_names: dict[tuple[object, ...], tuple[str, str]] = {}
+_qualified: dict[tuple[str, frozenset[str]], frozenset[str]] = {}
 _hooks: dict[str, Callable[[Any], object]] = {}
 
 
@@ -40,52 +42,57 @@ def _hook() -> Callable[[Any], object] | None:
     return hook
 
 
-def _identity(using: str) -> tuple[str, ...]:
+def _hash(parts: tuple[object, ...]) -> str:
+    text = "\x1f".join(map(str, parts))
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def namespaces(using: str) -> tuple[str, str]:
+    """``(versions, entries)``: the names the versions of the database ``using`` points at
+    right now, and the entries read through it, are kept under (remembered per identity: a
+    read pays a few dictionary look-ups)."""
     connection = connections[using]
     config = connection.settings_dict
     options = config.get("OPTIONS") or {}
     search_path = options.get("options", "") if isinstance(options, dict) else ""
     hook = _hook()
     extra = "" if hook is None else str(hook(connection))
-    return (
-        str(config.get("NAME") or ""),
-        str(search_path),
-        extra,
-        connection.vendor,
-        str(config.get("HOST") or ""),
-        str(config.get("PORT") or ""),
-        using,
-    )
-
-
-def _short(parts: tuple[str, ...]) -> str:
-    name = _identities.get(parts)
-    if name is None:
-        text = "\x1f".join(parts)
-        name = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
-        if len(_identities) >= 1024:
-            _identities.clear()
-        _identities[parts] = name
-    return name
+    name, host, port = config.get("NAME") or "", config.get("HOST") or "", config.get("PORT") or ""
+    identity = (name, search_path, extra, connection.vendor, host, port, using)
+    found = _names.get(identity)
+    if found is None:
+        if len(_names) >= _MEMO_SIZE:
+            _names.clear()
+        found = _names[identity] = (_hash(identity[:3]), _hash(identity))
+    return found
 
 
 def database_namespace(using: str) -> str:
     """The name versions of the database ``using`` points at right now are kept under."""
-    return _short(_identity(using)[:3])
+    return namespaces(using)[0]
 
 
 def entry_namespace(using: str) -> str:
     """The name entries read through ``using`` are kept under: the server and alias too."""
-    return _short(_identity(using))
+    return namespaces(using)[1]
+
+
+def in_namespace(namespace: str, tables: frozenset[str]) -> frozenset[str]:
+    """``tables`` as the cache names their versions under ``namespace``."""
+    found = _qualified.get((namespace, tables))
+    if found is None:
+        if len(_qualified) >= _MEMO_SIZE:
+            _qualified.clear()
+        found = _qualified[(namespace, tables)] = frozenset(f"{namespace}/{t}" for t in tables)
+    return found
 
 
 def qualified(using: str, tables: Iterable[str]) -> frozenset[str]:
     """``tables`` as the cache names their versions in the database ``using`` points at."""
-    namespace = database_namespace(using)
-    return frozenset(f"{namespace}/{table}" for table in tables)
+    return in_namespace(database_namespace(using), frozenset(tables))
 
 
 def all_databases(tables: Iterable[str]) -> frozenset[str]:
     """``tables`` in every configured database (for writes and reads not tied to one alias)."""
-    tables = list(tables)
+    tables = frozenset(tables)
     return frozenset().union(*(qualified(alias, tables) for alias in settings.DATABASES))

@@ -25,7 +25,7 @@ from django_dbperf.cache.dependencies import read_dependencies
 from django_dbperf.cache.encode import Unencodable, encode, encode_all
 from django_dbperf.cache.invalidation import dirty_tables, model_label
 from django_dbperf.cache.keys import QueryKey, query_key
-from django_dbperf.cache.namespace import database_namespace, entry_namespace, qualified
+from django_dbperf.cache.namespace import in_namespace, namespaces
 from django_dbperf.cache.narrow import Narrowing, narrowing
 from django_dbperf.cache.prefetch import UNKNOWN, prefetch_tables
 from django_dbperf.cache.skipped import skipped_tables
@@ -267,9 +267,9 @@ class CachingQuerySetMixin(_QuerySetBase):
             prefetched = prefetch_tables(self)
             tables, refusal = read_dependencies(read_tables(key.sql) | prefetched)
             narrow = self._narrowing(kind, key.sql, prefetched) if make_key is None else None
-            database = database_namespace(self.db)
+            database, entries = namespaces(self.db)
             entry = entry_name(
-                entry_namespace(self.db), kind, label, _fields_signature(self.model, self.db),
+                entries, kind, label, _fields_signature(self.model, self.db),
                 _schema_signature(tables, self.db), key.sql, key.identity,
                 self._iterable_class.__name__, _fetch_mode(self), _prefetch_identity(self),
             )  # fmt: skip
@@ -301,7 +301,7 @@ class CachingQuerySetMixin(_QuerySetBase):
         if narrow is not None:
             joined = tuple(f"{database}/{table}" for table in narrow.joined)
             narrow = replace(narrow, table=f"{database}/{narrow.table}", joined=joined)
-        versioned = qualified(self.db, tables)
+        versioned = in_namespace(database, tables)
         return serve(
             entry, versioned, options.tags, narrow, label, options.lock, compute, compute_and_store
         )
