@@ -1268,3 +1268,15 @@ def test_prefetch_filtered_by_a_choices_member_is_cached(data: None) -> None:
             "list(qs)",
         )
     )
+
+
+def test_a_memoryview_parameter_is_keyed_by_its_bytes(data: None) -> None:
+    # Found at 13bf3a2 by the hit check: the key held the memoryview's repr(), its address,
+    # so each evaluation had a key of its own (and two values at one address could share one).
+    check_hit(Read("DiffItem.cache.filter(blob=memoryview(b'a'))", "list(qs)"))
+
+
+def test_an_aggregate_across_a_relation_is_cached(data: None) -> None:
+    # Found at 13bf3a2 by the hit check: aggregate() was keyed by the queryset's SQL, which does
+    # not read the parts' table that the aggregate's SQL joins, so its result was never stored.
+    check_hit(Read("DiffOwner.cache.all()", "qs.aggregate(part_total=Sum('parts__number'))"))
