@@ -51,14 +51,15 @@ def namespaces(using: str) -> tuple[str, str]:
     """``(versions, entries)``: the names the versions of the database ``using`` points at
     right now, and the entries read through it, are kept under (remembered per identity: a
     read pays a few dictionary look-ups)."""
-    connection = connections[using]
-    config = connection.settings_dict
+    # The connection's own settings dict (the test runner renames its database there), read
+    # without the thread-local look-up of connections[using].
+    config = connections.settings[using]
     options = config.get("OPTIONS") or {}
     search_path = options.get("options", "") if isinstance(options, dict) else ""
     hook = _hook()
-    extra = "" if hook is None else str(hook(connection))
+    extra = "" if hook is None else str(hook(connections[using]))
     name, host, port = config.get("NAME") or "", config.get("HOST") or "", config.get("PORT") or ""
-    identity = (name, search_path, extra, connection.vendor, host, port, using)
+    identity = (name, search_path, extra, config.get("ENGINE") or "", host, port, using)
     found = _names.get(identity)
     if found is None:
         if len(_names) >= _MEMO_SIZE:
