@@ -64,3 +64,16 @@ def run_in_threads(*targets: Callable[[], None]) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def assert_served_from_the_cache(evaluate: Callable[[Any], Any]) -> None:
+    """``evaluate`` of a cached Book queryset: a query the first time, none the second, and the
+    uncached result both times."""
+
+    def run() -> Any:
+        return evaluate(Book.cache.plain().order_by("pk").cached())
+
+    cold, cold_queries = queries(run)
+    warm, warm_queries = queries(run)
+    assert cold_queries >= 1 and warm_queries == 0
+    assert warm == cold == evaluate(Book.objects.order_by("pk"))

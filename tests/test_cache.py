@@ -18,7 +18,7 @@ from django.test import override_settings
 from django_dbperf import cache as dbperf_cache
 from django_dbperf.cache.namespace import qualified
 from django_dbperf.cache.narrow import RowWrite
-from tests.helpers import make_library, queries, run_in_threads
+from tests.helpers import assert_served_from_the_cache, make_library, queries, run_in_threads
 from tests.testapp.models import Author, Book, Publisher, Review, Tag
 
 # Transactional: inside a test-case transaction every table the setup wrote would bypass.
@@ -70,13 +70,7 @@ def test_cached_instances_equal_fresh_ones(library: list[Book]) -> None:
     ids=["len", "get", "first", "count", "exists", "aggregate", "values", "values_list", "slice"],
 )
 def test_every_evaluation_is_cached(library: list[Book], evaluate: Callable[[Any], Any]) -> None:
-    def run() -> Any:
-        return evaluate(Book.cache.plain().order_by("pk").cached())
-
-    cold, cold_queries = queries(run)
-    warm, warm_queries = queries(run)
-    assert cold_queries >= 1 and warm_queries == 0
-    assert warm == cold == evaluate(Book.objects.order_by("pk"))
+    assert_served_from_the_cache(evaluate)
 
 
 def test_select_related_and_prefetch_results_come_back_attached(library: list[Book]) -> None:
