@@ -29,7 +29,6 @@ from django_dbperf.cache.invalidation import dirty_tables, model_tables
 from django_dbperf.cache.namespace import all_databases
 from django_dbperf.cache.queryset import (
     _fields_signature,
-    bypass,
     can_store_in_transaction,
     require_configuration,
     run_recorded,
@@ -37,7 +36,7 @@ from django_dbperf.cache.queryset import (
     ttl_for,
     validate_options,
 )
-from django_dbperf.cache.skipped import skipped_tables
+from django_dbperf.cache.skipped import skipped_reason
 from django_dbperf.cache.store import STORE, Lookup, entry_name, logger
 
 P = ParamSpec("P")
@@ -114,9 +113,9 @@ class _CachedFunction:
         if refusal is not None:
             STORE.count(self.label, "bypass")
             return compute()
-        if self.tables & skipped_tables():
-            names = ", ".join(sorted(self.tables & skipped_tables()))
-            bypass(self.label, f'it reads {names}, which DBPERF["CACHE"]["NOT_CACHED"] lists')
+        skipped = skipped_reason(self.tables)
+        if skipped is not None:
+            STORE.bypass(self.label, skipped)
             return compute()
         if any(self.tables & dirty_tables(c.alias) for c in connections.all(initialized_only=True)):
             STORE.count(self.label, "bypass")

@@ -28,7 +28,7 @@ from django_dbperf.cache.keys import QueryKey, query_key
 from django_dbperf.cache.namespace import in_namespace, namespaces
 from django_dbperf.cache.narrow import Narrowing, narrowing
 from django_dbperf.cache.prefetch import UNKNOWN, prefetch_tables
-from django_dbperf.cache.skipped import skipped_tables
+from django_dbperf.cache.skipped import skipped_reason
 from django_dbperf.cache.store import STORE, Lookup, entry_name, logger
 from django_dbperf.cache.tables import read_tables
 from django_dbperf.capture import recording
@@ -133,11 +133,6 @@ def _fetch_mode(queryset: QuerySet[Any]) -> str:
     """Django 6.1's fetch mode (instances keep it in their state): part of the identity."""
     mode = getattr(queryset, "_fetch_mode", None)
     return "" if mode is None else f"{type(mode).__module__}.{type(mode).__qualname__}"
-
-
-def bypass(subject: str, reason: str) -> None:
-    """Count a read served uncached for ``reason``; log each reason once per process."""
-    STORE.bypass(subject, reason)
 
 
 def can_store_in_transaction(using: str) -> bool:
@@ -277,7 +272,7 @@ class CachingQuerySetMixin(_QuerySetBase):
             return compute()  # Django knows without a query that nothing matches
         except Unencodable as error:
             # A value whose identity cannot be written exactly: never guess, serve uncached.
-            bypass(label, f"a parameter cannot be keyed exactly ({error})")
+            STORE.bypass(label, f"a parameter cannot be keyed exactly ({error})")
             return compute()
         except Exception:
             # A queryset the analysis does not understand is served uncached, never failed.
@@ -286,9 +281,9 @@ class CachingQuerySetMixin(_QuerySetBase):
         if refusal is not None:  # an undeclared unmanaged model's table (dependencies.py)
             STORE.count(label, "bypass")
             return compute()
-        if tables & skipped_tables():
-            names = ", ".join(sorted(tables & skipped_tables()))
-            bypass(label, f'it reads {names}, which DBPERF["CACHE"]["NOT_CACHED"] lists')
+        skipped = skipped_reason(tables)
+        if skipped is not None:
+            STORE.bypass(label, skipped)
             return compute()
         if UNKNOWN in tables or tables & dirty_tables(self.db):
             STORE.count(label, "bypass")
@@ -327,7 +322,9 @@ class CachingQuerySetMixin(_QuerySetBase):
         unversioned = read - tables
         if unversioned:
             label = self.model._meta.label
-            bypass(label, f"it read {', '.join(sorted(unversioned))}, which its analysis missed")
+            STORE.bypass(
+                label, f"it read {', '.join(sorted(unversioned))}, which its analysis missed"
+            )
         elif can_store_in_transaction(self.db):
             rows = [row.pk for row in result] if lookup.rows_table is not None else ()
             with self._callers_objects_detached(result):

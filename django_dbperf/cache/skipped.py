@@ -18,7 +18,7 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from django_dbperf.conf import get_config
 
-__all__ = ["skipped_tables"]
+__all__ = ["skipped_reason", "skipped_tables"]
 
 
 @functools.cache
@@ -32,6 +32,14 @@ def skipped_tables() -> frozenset[str]:
             continue  # not installed (the defaults name optional contrib apps)
         tables.add(model._meta.db_table)
     return frozenset(tables)
+
+
+def skipped_reason(tables: frozenset[str]) -> str | None:
+    """Why a read of ``tables`` is served uncached, if it touches a skipped one."""
+    touched = tables & skipped_tables()
+    if not touched:
+        return None
+    return f'it reads {", ".join(sorted(touched))}, which DBPERF["CACHE"]["NOT_CACHED"] lists'
 
 
 def _forget(*, setting: str, **kwargs: object) -> None:

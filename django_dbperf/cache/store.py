@@ -232,11 +232,9 @@ class CacheStore:
     def _current_epoch(self, seen: int | None) -> int:
         """The epoch to use: renewed when needed, created when missing."""
         key = self.key("meta", EPOCH)
-        if self._renew_epoch:
-            epoch = new_token()
-            self.cache.set(key, epoch, timeout=None)
-            self._renew_epoch = False
-            return epoch
+        renewed = self.renew_pending_epoch()
+        if renewed is not None:
+            return renewed
         if seen is not None:
             return seen
         epoch = new_token()
@@ -519,11 +517,15 @@ class CacheStore:
             except Exception as error:
                 self.failed(error, "invalidate_all()")
 
-    def renew_pending_epoch(self) -> None:
-        """Renew the epoch if a failed invalidation left that pending (raises if it cannot)."""
-        if self._renew_epoch:
-            self.cache.set(self.key("meta", EPOCH), new_token(), timeout=None)
-            self._renew_epoch = False
+    def renew_pending_epoch(self) -> int | None:
+        """Renew the epoch if a failed invalidation or a restart left that pending: the new
+        epoch, or None if nothing was pending (raises if it cannot)."""
+        if not self._renew_epoch:
+            return None
+        epoch = new_token()
+        self.cache.set(self.key("meta", EPOCH), epoch, timeout=None)
+        self._renew_epoch = False
+        return epoch
 
     # --- statistics --------------------------------------------------------------------
 
