@@ -27,6 +27,7 @@ class Callsite:
     path: str
     line: int
     function: str
+    module: str | None = None  # the frame's ``__name__``, for ignore rules by module
 
     def __str__(self) -> str:
         return f"{short_path(self.path)}:{self.line}"
@@ -138,14 +139,16 @@ _CALLSITE_CACHE_SIZE = 4096
 _callsites: dict[tuple[str, int, str], Callsite] = {}
 
 
-def _callsite(path: str, line: int, function: str) -> Callsite:
+def _callsite(frame: FrameType) -> Callsite:
     """One shared ``Callsite`` per line: a loop makes the same one thousands of times."""
-    key = (path, line, function)
+    code = frame.f_code
+    key = (code.co_filename, frame.f_lineno, code.co_name)
     callsite = _callsites.get(key)
     if callsite is None:
         if len(_callsites) >= _CALLSITE_CACHE_SIZE:
             _callsites.clear()
-        callsite = _callsites[key] = Callsite(path, line, function)
+        module = frame.f_globals.get("__name__")
+        callsite = _callsites[key] = Callsite(*key, module if isinstance(module, str) else None)
     return callsite
 
 
@@ -177,7 +180,7 @@ def inspect_stack(
         if library is None:
             library = is_library_file(filename)
         if not library:
-            return _callsite(filename, frame.f_lineno, code.co_name), lazy_load, template
+            return _callsite(frame), lazy_load, template
         if lazy_load is None:
             known = lazy_load_codes.get(id(code))
             if known is not None and known[0] is code:
