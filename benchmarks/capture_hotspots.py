@@ -42,6 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import middleware_overhead as bench
+from harness import quantile
 
 MIX = 25  # queries per call of the app's mixed() view body
 
@@ -138,7 +139,7 @@ def measure_modes(rounds: int, calls: int) -> None:
         if name == "no wrapper":
             print(f"{name:<{width}}  {'base':>8}  {'':>13}  {what}")
             continue
-        iqr = f"{bench.quantile(diffs, 0.25):+.2f}..{bench.quantile(diffs, 0.75):+.2f}"
+        iqr = f"{quantile(diffs, 0.25):+.2f}..{quantile(diffs, 0.75):+.2f}"
         print(f"{name:<{width}}  {statistics.median(diffs):>+8.2f}  {iqr:>13}  {what}")
 
 

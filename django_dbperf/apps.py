@@ -6,6 +6,16 @@ from django.apps import AppConfig
 from django.core.signals import setting_changed
 from django.db.backends.signals import connection_created
 
+# Settings that decide which code is the project's (where callsites point).
+_PROJECT_SETTINGS = frozenset({"DBPERF", "BASE_DIR", "ROOT_URLCONF"})
+
+
+def forget_project_code(*, setting: str, **kwargs: object) -> None:
+    if setting in _PROJECT_SETTINGS:
+        from django_dbperf.capture.callsite import forget_classification
+
+        forget_classification()
+
 
 class DbPerfConfig(AppConfig):
     name = "django_dbperf"
@@ -19,6 +29,7 @@ class DbPerfConfig(AppConfig):
         from django_dbperf.integrations import nplusone
 
         setting_changed.connect(clear_config_cache, dispatch_uid="django_dbperf.conf")
+        setting_changed.connect(forget_project_code, dispatch_uid="django_dbperf.capture.roots")
         # Every new connection, in every thread, gets the (idle until captured) query wrapper.
         connection_created.connect(install, dispatch_uid="django_dbperf.capture")
         self.connect_cache_invalidation()

@@ -53,6 +53,10 @@ CHECKS: dict[str, str] = {
     "dbperf.E010": '``CACHE["ALIAS"]`` is a cache that is not shared between processes (local '
     "memory, dummy, file) while ``DEBUG`` is off: other instances would never see invalidations.",
     "dbperf.E011": '``CACHE["NAMESPACE"]`` is not the dotted path of an importable callable.',
+    "dbperf.E012": 'A ``DBPERF["IGNORE"]`` rule is malformed: not a dict, an unknown key, no key '
+    "to match on, a value that is not a string, a ``path_regex`` that does not compile, a "
+    "``fingerprint`` that is neither a statement shape nor a shape id, or a ``kind`` that is not "
+    "a finding kind.",
     "dbperf.W001": "``QueryCountMiddleware`` comes after middleware that runs queries "
     "outside the view, so those queries are not counted.",
     "dbperf.W002": "nplusone is enabled on Django 6.1 or later without django_dbperf's "
@@ -243,7 +247,20 @@ def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMe
     cache = given.get("CACHE")
     if isinstance(cache, dict):
         errors.extend(_check_cache(cache))
+    rules = given.get("IGNORE")
+    if isinstance(rules, list | tuple):  # else reported as a type error (dbperf.E003)
+        errors.extend(_check_ignore_rules(rules))
     return errors
+
+
+def _check_ignore_rules(rules: list[object] | tuple[object, ...]) -> list[CheckMessage]:
+    # Imported here: checks.py (and CHECKS, read by the docs) stays free of the analysis.
+    from django_dbperf.analysis.ignore import rule_problems
+
+    return [
+        Error(problem.message, hint=problem.hint, id="dbperf.E012")
+        for problem in rule_problems(rules)
+    ]
 
 
 @register(Tags.compatibility)

@@ -151,6 +151,25 @@ OPTIONS: dict[str, Option] = {
         '``django_dbperf`` logger, ``"warn"`` a Python warning, ``"raise"`` fail the request '
         "(for development and tests).",
     ),
+    "PROJECT_ROOTS": Option(
+        default=None,
+        types=(list, tuple),
+        nullable=True,
+        help="What is the project's own code, where callsites point: directories (paths) and "
+        "package names (dotted, for a project installed as a wheel). ``None`` means the "
+        "``BASE_DIR`` setting's directory plus the packages of the settings module and of "
+        "``ROOT_URLCONF``; without ``BASE_DIR``, every file outside installed packages and the "
+        "standard library. Code elsewhere (Wagtail, the admin, DRF) is framework code: a "
+        "finding names the framework line beside the project's.",
+    ),
+    "HIDE_IN_CALLSITES": Option(
+        default=[],
+        types=(list, tuple),
+        help="Module prefixes never named as a callsite, like django-debug-toolbar's "
+        "``HIDE_IN_STACKTRACES``: a project's own data-access helpers, so the line that called "
+        'them is named instead (``["myproject.db"]``). Django\'s ORM, ``django.utils`` and '
+        "django_dbperf are always hidden.",
+    ),
     "QUERY_BUDGET": Option(
         default=None,
         types=(int,),
@@ -167,6 +186,28 @@ OPTIONS: dict[str, Option] = {
         'set their own: ``"FETCH_ONE"``, ``"FETCH_PEERS"`` (batch lazy loads across a '
         'queryset\'s rows, for production), ``"FETCH_RAISE"`` (for tests), or the dotted path '
         "of a ``FetchMode`` instance. Ignored, with check ``dbperf.W003``, on Django 5.2.",
+    ),
+    "IGNORE": Option(
+        default=[],
+        types=(list, tuple),
+        help="Findings to silence without turning detection off (third-party code you cannot "
+        "fix): a list of rules, each a dict. A finding is ignored when every key of some rule "
+        "matches it (keys within a rule AND, rules OR). Matching keys: ``path`` (glob on the "
+        'request\'s URL path, e.g. ``"/admin/*"``), ``path_regex`` (a regular expression the '
+        "whole path must match, ``re.fullmatch``), ``view`` (glob on the URL pattern's view name, "
+        '``"admin:*_changelist"``), ``app``, ``model`` and ``relation`` (globs on the '
+        'finding\'s relation ``"app_label.Model.field"`` and its parts, e.g. '
+        '``"wagtailcore.*"``, ``"auth.User.groups"``; case-insensitive; a finding without a '
+        "relation never matches them), ``module`` (glob on the dotted module of the line that "
+        "ran the queries, the project's or the framework's, ``\"wagtail.*\"``), ``fingerprint`` "
+        "(the finding's statement shape exactly, or its ``fingerprint_id`` as logs and test "
+        'failures print it: 8 or more hex digits) and ``kind`` (``"n_plus_one"``, '
+        '``"duplicate"`` or ``"unused_eager_load"``). ``reason`` is free text for the next '
+        "reader and is not matched. Globs are ``fnmatch`` patterns (``*``, ``?``, ``[...]``) "
+        "matched against the whole value. Request keys match findings whose queries ran in "
+        "requests through ``QueryCountMiddleware`` (also inside test captures); they never "
+        "match other findings. Values are strings; there is no shorthand for a rule. Queries "
+        "inside ``django_dbperf.ignore_queries()`` are counted but never part of a finding.",
     ),
     "CACHE": Option(
         default=None,

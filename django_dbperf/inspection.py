@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from django_dbperf.analysis import DUPLICATE, N_PLUS_ONE, Finding, analyse
+from django_dbperf.analysis.ignore import drop_ignored, without_ignored
 from django_dbperf.capture import QueryRecord, Recorder, recording
 from django_dbperf.conf import get_config
 
@@ -93,9 +94,14 @@ class capture_queries:
 
     @cached_property
     def findings(self) -> list[Finding]:
-        """N+1 and duplicate findings, most expensive first. Computed once, on first use."""
-        found = analyse(self.queries, self.threshold)
+        """N+1 and duplicate findings, most expensive first. Computed once, on first use.
+
+        Queries run inside ``ignore_queries()`` are left out, and findings that a
+        ``DBPERF["IGNORE"]`` rule matches are dropped; counts and ``queries`` keep them all.
+        """
+        found = analyse(without_ignored(self.queries), self.threshold)
         found += [finding for source in self._sources for finding in source.findings()]
+        found = drop_ignored(found, self.queries)
         return sorted(found, key=lambda finding: (-finding.count, -finding.total_ms))
 
     @property

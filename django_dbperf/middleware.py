@@ -15,6 +15,8 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
 from django_dbperf.budgets import budget_problems, budget_scope
+from django_dbperf.capture import is_capturing
+from django_dbperf.capture.request import RequestInfo
 from django_dbperf.conf import get_config
 from django_dbperf.exceptions import NPlusOneError, QueryBudgetExceeded
 from django_dbperf.inspection import capture_queries
@@ -25,8 +27,12 @@ QUERY_COUNT_HEADER = "X-DB-Query-Count"
 
 
 def _sampled(config: Mapping[str, Any]) -> bool:
+    """Capture this request? Always inside a capture (a test's assertion): its findings then
+    know the request, for ignore rules by path or view."""
     rate = config["SAMPLE_RATE"]
-    return bool(config["ENABLED"]) and (rate >= 1 or random.random() < rate)
+    if not config["ENABLED"]:
+        return False
+    return rate >= 1 or is_capturing() or random.random() < rate
 
 
 def _where(request: HttpRequest) -> str:
@@ -95,11 +101,16 @@ class QueryCountMiddleware:
         if config["HEADERS"]:
             _add_headers(response, captured)
         where = _where(request)
+        view = getattr(getattr(request, "resolver_match", None), "view_name", None) or None
         slow_seconds = config["SLOW_QUERY_MS"] / 1000
         slow = [query for query in captured.queries if query.duration >= slow_seconds]
         if slow:
-            view = getattr(getattr(request, "resolver_match", None), "view_name", None)
-            submit_slow_queries(slow, path=request.path, view=view or None)
+            submit_slow_queries(slow, path=request.path, view=view)
+        # Stamped before the findings are read, so DBPERF["IGNORE"]'s path and view rules apply
+        # here and in every capture around this request (the records are shared).
+        stamp = RequestInfo(request.path, view)
+        for query in captured.queries:
+            query.request = stamp
         report_findings(captured.findings, where)
         budget = config["QUERY_BUDGET"]
         if budget is not None and not budget_declared:

@@ -15,7 +15,7 @@ import pytest
 
 if TYPE_CHECKING:
     from django_dbperf.inspection import capture_queries
-    from django_dbperf.testing import Using
+    from django_dbperf.testing import Check, Using
 
 MARKER = "dbperf"
 POLICIES = ("forbid", "allow")
@@ -34,10 +34,14 @@ def _fail(message: str) -> None:
     pytest.fail(message, pytrace=False)
 
 
+def _fail_marker(message: str) -> None:
+    pytest.fail(f"[{MARKER} marker] {message}", pytrace=False)
+
+
 class DbPerf:
     """The ``dbperf`` fixture: context managers that fail the test when their block misbehaves."""
 
-    def _checked(self, check: Callable[[capture_queries], str | None], using: Using) -> Any:
+    def _checked(self, check: Check, using: Using) -> Any:
         from django_dbperf.testing import checked_capture
 
         return checked_capture(check, using, _fail)
@@ -49,19 +53,19 @@ class DbPerf:
         return capture_queries(using)
 
     def max_queries(self, num: int, using: Using = None) -> Any:
-        from django_dbperf.testing import max_queries_failure
+        from django_dbperf.testing import max_queries_check
 
-        return self._checked(lambda captured: max_queries_failure(captured, num), using)
+        return self._checked(max_queries_check(num), using)
 
     def no_nplusone(self, using: Using = None) -> Any:
-        from django_dbperf.testing import nplusone_failure
+        from django_dbperf.testing import NO_NPLUSONE
 
-        return self._checked(nplusone_failure, using)
+        return self._checked(NO_NPLUSONE, using)
 
     def no_duplicates(self, using: Using = None) -> Any:
-        from django_dbperf.testing import duplicates_failure
+        from django_dbperf.testing import NO_DUPLICATES
 
-        return self._checked(duplicates_failure, using)
+        return self._checked(NO_DUPLICATES, using)
 
     def queries_constant(
         self,
@@ -84,8 +88,8 @@ def dbperf() -> DbPerf:
     return DbPerf()
 
 
-def _marker_checks(marker: pytest.Mark) -> list[Callable[[capture_queries], str | None]]:
-    from django_dbperf.testing import duplicates_failure, max_queries_failure, nplusone_failure
+def _marker_checks(marker: pytest.Mark) -> list[Check]:
+    from django_dbperf.testing import NO_DUPLICATES, NO_NPLUSONE, max_queries_check
 
     unknown = set(marker.kwargs) - {"max_queries", "nplusone", "duplicates", "using"}
     if marker.args or unknown:
@@ -93,18 +97,18 @@ def _marker_checks(marker: pytest.Mark) -> list[Callable[[capture_queries], str 
             f"@pytest.mark.{MARKER} takes keyword arguments max_queries, nplusone, duplicates "
             f"and using; got {list(marker.args) + sorted(unknown)}."
         )
-    checks: list[Callable[[capture_queries], str | None]] = []
+    checks: list[Check] = []
     limit = marker.kwargs.get("max_queries")
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise pytest.UsageError(f"max_queries must be a whole number >= 0, not {limit!r}.")
-        checks.append(lambda captured: max_queries_failure(captured, limit))
-    for name, failure in (("nplusone", nplusone_failure), ("duplicates", duplicates_failure)):
+        checks.append(max_queries_check(limit))
+    for name, check in (("nplusone", NO_NPLUSONE), ("duplicates", NO_DUPLICATES)):
         policy = marker.kwargs.get(name, "allow")
         if policy not in POLICIES:
             raise pytest.UsageError(f"{name}= must be 'forbid' or 'allow', not {policy!r}.")
         if policy == "forbid":
-            checks.append(failure)
+            checks.append(check)
     return checks
 
 
@@ -114,12 +118,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     if marker is None:
         return (yield)
     checks = _marker_checks(marker)
-    from django_dbperf.inspection import capture_queries
+    from django_dbperf.testing import checked_capture
 
-    with capture_queries(marker.kwargs.get("using")) as captured:
+    with checked_capture(checks, marker.kwargs.get("using"), _fail_marker):
         result = yield
-    for check in checks:
-        message = check(captured)
-        if message:
-            pytest.fail(f"[{MARKER} marker] {message}", pytrace=False)
     return result

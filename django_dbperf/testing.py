@@ -1,37 +1,40 @@
 """Test assertions: ``DbPerfTestMixin`` for Django test cases; checks shared with the pytest plugin.
 
-Failure messages follow ``assertNumQueries``: what was expected, what happened, then the numbered
-queries (with the line that ran each) and the findings with their fixes.
+Failure messages follow ``assertNumQueries``: what was expected and what happened, then the
+findings with their fixes, then the queries grouped by statement shape
+(``django_dbperf.analysis.summary``). While an assertion captures, the middleware leaves the
+findings the assertion prints to it (``reporting.reported_by_assertion``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
-from django_dbperf.analysis import Finding
+from django_dbperf.analysis import DUPLICATE, N_PLUS_ONE, Finding
+from django_dbperf.analysis.summary import growth_notes, summarise
 from django_dbperf.inspection import capture_queries
+from django_dbperf.reporting import reported_by_assertion
 
 Using = str | Iterable[str] | None
-MAX_LISTED_QUERIES = 50
 
 
-def describe(captured: capture_queries, findings: Sequence[Finding] | None = None) -> str:
-    """The numbered queries and the findings, for a failure message."""
-    lines = ["Captured queries were:"]
-    for number, query in enumerate(captured.queries[:MAX_LISTED_QUERIES], 1):
-        where = f"  ({query.callsite})" if query.callsite else ""
-        lines.append(f"{number}. {query.sql}{where}")
-    if len(captured) > MAX_LISTED_QUERIES:
-        lines.append(f"... and {len(captured) - MAX_LISTED_QUERIES} more")
-    findings = captured.findings if findings is None else findings
-    if findings:
-        lines.append("Findings:")
-        lines += [f"{number}. {finding}" for number, finding in enumerate(findings, 1)]
-    return "\n".join(lines)
+def describe(
+    captured: capture_queries,
+    findings: Sequence[Finding] | None = None,
+    notes: Mapping[str, str] | None = None,
+) -> str:
+    """The findings, then the queries grouped by shape, then the total: for a failure message."""
+    return summarise(captured.queries, captured.findings if findings is None else findings, notes)
+
+
+def _queries(count: int) -> str:
+    return "query" if count == 1 else "queries"
 
 
 def max_queries_failure(captured: capture_queries, num: int) -> str | None:
@@ -44,18 +47,36 @@ def nplusone_failure(captured: capture_queries) -> str | None:
     found = captured.n_plus_one
     if not found:
         return None
-    return f"{len(found)} N+1 quer{'y' if len(found) == 1 else 'ies'} found\n" + describe(
-        captured, found
-    )
+    return f"{len(found)} N+1 {_queries(len(found))} found\n{describe(captured, found)}"
 
 
 def duplicates_failure(captured: capture_queries) -> str | None:
     found = captured.duplicates
     if not found:
         return None
-    return f"{len(found)} duplicated quer{'y' if len(found) == 1 else 'ies'} found\n" + describe(
-        captured, found
-    )
+    return f"{len(found)} duplicated {_queries(len(found))} found\n{describe(captured, found)}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A failure message (or ``None``) for a captured block, and the findings it prints."""
+
+    failure: Callable[[capture_queries], str | None]
+    reports: frozenset[str] | None  # kinds of finding the message lists; None: every kind
+
+
+def max_queries_check(num: int) -> Check:
+    return Check(lambda captured: max_queries_failure(captured, num), reports=None)
+
+
+NO_NPLUSONE = Check(nplusone_failure, reports=frozenset({N_PLUS_ONE}))
+NO_DUPLICATES = Check(duplicates_failure, reports=frozenset({DUPLICATE}))
+
+
+def _reported_kinds(checks: Sequence[Check]) -> frozenset[str] | None:
+    if any(check.reports is None for check in checks):
+        return None
+    return frozenset().union(*(check.reports or () for check in checks))
 
 
 def _aliases(using: Using) -> list[str]:
@@ -71,12 +92,14 @@ def count_per_size(
     if len(sizes) < 2:
         raise ValueError("assertQueriesConstant needs at least two sizes, e.g. sizes=(2, 10).")
     results = []
-    for size in sizes:
-        with _rolled_back(_aliases(using)):
-            setup(size)
-            with capture_queries(using) as captured:
-                func()
-        results.append((size, captured))
+    # growth_failure() prints every finding of the largest size.
+    with reported_by_assertion():
+        for size in sizes:
+            with _rolled_back(_aliases(using)):
+                setup(size)
+                with capture_queries(using) as captured:
+                    func()
+            results.append((size, captured))
     return results
 
 
@@ -96,22 +119,50 @@ def growth_failure(results: Sequence[tuple[int, capture_queries]]) -> str | None
         return None
     sizes = ", ".join(f"{size} rows: {len(captured)} queries" for size, captured in results)
     size, largest = results[-1]
-    return f"The number of queries grows with the data ({sizes})\nAt {size}:\n{describe(largest)}"
+    notes = growth_notes([(size, captured.queries) for size, captured in results])
+    return (
+        f"The number of queries grows with the data ({sizes})\n"
+        f"At {size} rows:\n{describe(largest, notes=notes)}"
+    )
 
 
-Check = Callable[[capture_queries], str | None]
+class checked_capture:
+    """Capture the block, then ``fail(message)`` for the first check that finds something wrong.
 
+    Meanwhile the findings the checks print are not also logged by the middleware. A block that
+    raises is not checked: its own exception is the more useful report.
+    """
 
-@contextmanager
-def checked_capture(
-    check: Check, using: Using, fail: Callable[[str], Any]
-) -> Iterator[capture_queries]:
-    """Capture the block, then ``fail(message)`` if ``check`` finds something wrong."""
-    with capture_queries(using) as captured:
-        yield captured
-    message = check(captured)
-    if message:
-        fail(message)
+    def __init__(
+        self, checks: Check | Sequence[Check], using: Using, fail: Callable[[str], Any]
+    ) -> None:
+        self.checks = [checks] if isinstance(checks, Check) else list(checks)
+        self.using = using
+        self.fail = fail
+        self._stack = ExitStack()
+
+    def __enter__(self) -> capture_queries:
+        with ExitStack() as stack:
+            stack.enter_context(reported_by_assertion(_reported_kinds(self.checks)))
+            self.captured = stack.enter_context(capture_queries(self.using))
+            self._stack = stack.pop_all()
+        return self.captured
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        __tracebackhide__ = True  # pytest shows the failure at the test's own line
+        self._stack.__exit__(exc_type, exc, traceback)
+        if exc_type is not None:
+            return
+        for check in self.checks:
+            message = check.failure(self.captured)
+            if message:
+                self.fail(message)
+                return
 
 
 class DbPerfTestMixin:
@@ -121,6 +172,7 @@ class DbPerfTestMixin:
     """
 
     def _fail(self, message: str) -> None:
+        __tracebackhide__ = True
         raise getattr(self, "failureException", AssertionError)(message)
 
     def _run_or_context(
@@ -131,6 +183,7 @@ class DbPerfTestMixin:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
+        __tracebackhide__ = True
         context = checked_capture(check, using, self._fail)
         if func is None:
             return context
@@ -143,23 +196,24 @@ class DbPerfTestMixin:
         **kwargs: Any,
     ) -> Any:  # fmt: skip
         """At most ``num`` queries; a context manager without ``func``."""
-        return self._run_or_context(
-            lambda captured: max_queries_failure(captured, num), using, func, args, kwargs
-        )
+        __tracebackhide__ = True
+        return self._run_or_context(max_queries_check(num), using, func, args, kwargs)
 
     def assertNoNPlusOne(
         self, func: Callable[..., Any] | None = None, *args: Any, using: Using = None,
         **kwargs: Any,
     ) -> Any:  # fmt: skip
         """No statement repeated per row (``DBPERF["NPLUSONE_THRESHOLD"]`` times or more)."""
-        return self._run_or_context(nplusone_failure, using, func, args, kwargs)
+        __tracebackhide__ = True
+        return self._run_or_context(NO_NPLUSONE, using, func, args, kwargs)
 
     def assertNoDuplicateQueries(
         self, func: Callable[..., Any] | None = None, *args: Any, using: Using = None,
         **kwargs: Any,
     ) -> Any:  # fmt: skip
         """No query run twice with the same SQL and parameters."""
-        return self._run_or_context(duplicates_failure, using, func, args, kwargs)
+        __tracebackhide__ = True
+        return self._run_or_context(NO_DUPLICATES, using, func, args, kwargs)
 
     def assertQueriesConstant(
         self,
@@ -173,6 +227,7 @@ class DbPerfTestMixin:
         The surest test that an N+1 is gone. Each size runs in a rolled-back transaction, so
         ``setup(n)`` starts from the same data every time.
         """
+        __tracebackhide__ = True
         if setup is None:
             raise ValueError("assertQueriesConstant needs setup=, a callable that creates n rows.")
         message = growth_failure(count_per_size(func, sizes, setup, using))

@@ -10,6 +10,11 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+# tests/realclients is a project of its own (Wagtail, DRF): collected only under its settings,
+# `pytest tests/realclients --ds=tests.realclients.settings`.
+if os.environ.get("DJANGO_SETTINGS_MODULE") != "tests.realclients.settings":
+    collect_ignore = ["realclients"]
+
 # The server pass (under tests.servers) has both URLs; the SQLite pass deliberately has neither.
 SERVER_PASS = bool(os.environ.get("DBPERF_TEST_DATABASE_URL"))
 REQUIRED = os.environ.get("DBPERF_REQUIRE_SERVERS") == "1" and SERVER_PASS

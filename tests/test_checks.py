@@ -396,3 +396,11 @@ NOT_A_HOOK = "schema"
 
 def schema(connection: object) -> str:
     return "tenant"
+
+
+# Every malformed DBPERF["IGNORE"] rule is tested in test_ignore.py; this names the id here.
+@override_settings(DBPERF={"IGNORE": [{"model": "auth.User"}, {"path_regex": "/api/(v1"}]})
+def test_e012_malformed_ignore_rule_names_its_key() -> None:
+    error = only(check_settings())
+    assert error.id == "dbperf.E012"
+    assert error.msg.startswith('DBPERF["IGNORE"][1]["path_regex"] is \'/api/(v1\'')

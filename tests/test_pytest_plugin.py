@@ -144,3 +144,60 @@ def test_capture(dbperf, library):
         consecutive=False,
     )
     result.stdout.fnmatch_lines(["*grows with the data (1 rows: 2 queries, 4 rows: 5 queries)*"])
+
+
+MIDDLEWARE_BODY = """
+MIDDLEWARE = ["django_dbperf.middleware.QueryCountMiddleware"]
+
+@pytest.fixture
+def with_middleware(settings):
+    settings.MIDDLEWARE = MIDDLEWARE
+"""
+
+
+def test_failures_print_findings_once_and_queries_by_shape(run) -> None:  # type: ignore[no-untyped-def]
+    result = run(
+        MIDDLEWARE_BODY
+        + """
+@pytest.mark.dbperf(nplusone="forbid")
+def test_marker(library, with_middleware, client):
+    client.get("/testapp/n-plus-one/")
+
+def test_fixture(library, with_middleware, client, dbperf):
+    with dbperf.no_nplusone():
+        client.get("/testapp/n-plus-one/")
+"""
+    )
+    result.assert_outcomes(failed=2)
+    output = result.stdout.str()
+    # Once per failing test: the middleware does not log the findings the assertion prints.
+    assert output.count("N+1 on testapp.Book.author: 6 queries") == 2
+    assert output.count("fix: add .select_related") == 2
+    assert "Captured log" not in output and "Captured stderr" not in output
+    result.stdout.fnmatch_lines(
+        [
+            "*[[]dbperf marker[]] 1 N+1 query found",
+            "Findings:",
+            "1. N+1 on testapp.Book.author: 6 queries of the same shape from *views.py:*",
+            "Queries by shape, most frequent first:",
+            '  6x SELECT "testapp_author"."id", * FROM "testapp_author" WHERE *',
+            "     shape * from *views.py:*",
+            '  1x SELECT "testapp_book"."id", "testapp_book"."title", ... (7 columns) FROM *',
+            "Total: 7 queries of 2 shapes, * ms.",
+        ]
+    )
+
+
+def test_findings_are_still_logged_outside_the_assertions(run) -> None:  # type: ignore[no-untyped-def]
+    result = run(
+        MIDDLEWARE_BODY
+        + """
+def test_unasserted(library, with_middleware, client):
+    client.get("/testapp/n-plus-one/")
+    assert False, "fail to show the captured log"
+"""
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*Captured log call*", "WARNING *django_dbperf*N+1 on testapp.Book.author: 6 queries*"]
+    )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from django.urls import include, path
+from django.views.generic import ListView
 
 from tests.testapp import views
+from tests.testapp.models import Book
 
 urlpatterns = [
     path("testapp/clean/", views.clean, name="clean"),
@@ -16,6 +18,8 @@ urlpatterns = [
     path("testapp/async/", views.async_n_plus_one, name="async_n_plus_one"),
     path("testapp/timed/", views.timed_elsewhere, name="timed"),
     path("testapp/html/", views.html, name="html"),
+    # Every query of this page runs in Django's code (a generic view and its template).
+    path("testapp/generic/", ListView.as_view(model=Book), name="generic_book_list"),
     path("", include("example_project.urls")),
     # Included directly: debug_toolbar_urls() adds nothing when DEBUG is off at import.
     path("__debug__/", include("debug_toolbar.urls")),

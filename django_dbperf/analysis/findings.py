@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django_dbperf.analysis.sql_text import fingerprint_id, shorten_sql
 from django_dbperf.capture import Callsite, TemplateSite
 
 N_PLUS_ONE = "n_plus_one"
@@ -17,15 +18,33 @@ class Finding:
     count: int  # how many times the statement ran
     fingerprint: str
     sql: str  # one example of the statement as sent
-    callsite: Callsite | None
+    callsite: Callsite | None  # the first line of the project's code that ran it
     suggestion: str
-    relation: str | None = None  # "app_label.Model.field" when known
+    relation: str | None = None  # "app_label.Model.field", only when it can be eager-loaded
     template: TemplateSite | None = None
     total_ms: float = 0.0
+    model: str | None = None  # "app_label.Model" whose rows were loaded one by one, when known
+    framework: Callsite | None = None  # the framework line (Wagtail, admin, DRF) that ran it
+    callsites: tuple[Callsite, ...] = ()  # every line that ran it (duplicates run from several)
+
+    @property
+    def fingerprint_id(self) -> str:
+        """A short, stable name for the statement shape (for ignore rules and reports)."""
+        return fingerprint_id(self.fingerprint)
 
     @property
     def where(self) -> str:
-        where = str(self.callsite) if self.callsite else "an unknown line"
+        if self.callsite and self.framework:
+            where = f"{self.callsite} (through {self.framework})"
+        elif self.callsite:
+            where = str(self.callsite)
+        elif self.framework:
+            where = f"{self.framework} in the framework (no project line ran it)"
+        else:
+            where = "an unknown line"
+        others = [site for site in self.callsites if site not in (self.callsite, self.framework)]
+        if others:
+            where += " and " + ", ".join(str(site) for site in others)
         if self.template:
             where += f" (template {self.template})"
         return where
@@ -33,12 +52,18 @@ class Finding:
     @property
     def title(self) -> str:
         if self.kind == N_PLUS_ONE:
-            subject = f"N+1 on {self.relation}" if self.relation else "N+1 query"
+            subject = (
+                f"N+1 on {self.relation}"
+                if self.relation
+                else f"N+1 query on {self.model}"
+                if self.model
+                else "N+1 query"
+            )
             return f"{subject}: {self.count} queries of the same shape from {self.where}"
         if self.kind == DUPLICATE:
             return (
                 f"Duplicate query: the same SQL and parameters ran {self.count} times "
-                f"at {self.where}"
+                f"at {self.where}: {shorten_sql(self.sql)} [{self.fingerprint_id}]"
             )
         return f"Unused eager load of {self.relation} at {self.where}"
 
@@ -52,8 +77,12 @@ class Finding:
             "relation": self.relation,
             "count": self.count,
             "callsite": str(self.callsite) if self.callsite else None,
+            "framework": str(self.framework) if self.framework else None,
+            "callsites": [str(site) for site in self.callsites],
+            "model": self.model,
             "template": str(self.template) if self.template else None,
             "total_ms": round(self.total_ms, 3),
             "fingerprint": self.fingerprint,
+            "fingerprint_id": self.fingerprint_id,
             "suggestion": self.suggestion,
         }

@@ -1,4 +1,8 @@
-"""The one-line fix for a finding, written as the code a Django developer would type."""
+"""The one-line fix for a finding, written as the code a Django developer would type.
+
+Every call printed here is valid Python with lookups a developer can type: names that are not
+identifiers (hidden accessors such as ``+``) never reach a fix.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,12 @@ from dataclasses import dataclass
 
 import django
 
+from django_dbperf.analysis.provenance import Source
 from django_dbperf.analysis.relations import (
     DEFERRED,
     FORWARD,
+    GENERIC_FOREIGN_KEY,
+    PARENT_LINK,
     PK_LOOKUP,
     SINGLE_VALUED,
     Relation,
@@ -23,19 +30,52 @@ def _verb(shape: str) -> str:
 
 @dataclass(frozen=True)
 class EagerPath:
-    """A lookup path from the queryset whose rows were loaded: ``"event__owner"``."""
+    """A lookup path from the model whose rows were loaded one by one: ``"event__owner"``."""
 
-    root: Relation  # the first hop, on the queryset's own model
+    root: Relation  # the first hop, on that model
     path: str
     single_valued: bool  # every hop can be followed by select_related
 
 
-def eager_load(eager: EagerPath, loaded_at: str | None) -> str:
-    name = eager.root.model.__name__
-    where = f" evaluated at {loaded_at}" if loaded_at else ""
+def _valid_path(path: str) -> bool:
+    return all(part.isidentifier() for part in path.split("__"))
+
+
+def _where(source: Source | None) -> str:
+    return f" evaluated at {source.evaluated_at}" if source and source.evaluated_at else ""
+
+
+def _framework_built(eager: EagerPath, source: Source) -> str:
+    assert source.built_for is not None
+    rows, outer = source.built_for.__name__, source.model.__name__
+    path = "__".join(part for part in (source.prefix, eager.path) if part)
     method = "select_related" if eager.single_valued else "prefetch_related"
-    fix = f'add .{method}("{eager.path}") to the {name} queryset{where}'
-    if eager.root.kind == FORWARD and "__" not in eager.path and HAS_FETCH_MODES:
+    if source.specific_subqueries:
+        return (
+            f"the {rows} rows come from the {outer} queryset{_where(source)} through specific(), "
+            f'which runs its own queries: add .{method}("{path}", '
+            f"for_specific_subqueries=True) to that {outer} queryset"
+        )
+    return (
+        f"the {rows} rows were loaded by the framework while iterating the {outer} queryset"
+        f"{_where(source)}; {method}() on that queryset does not reach them: query "
+        f'{rows} directly, e.g. {rows}.objects.filter(...).{method}("{path}")'
+    )
+
+
+def eager_load(eager: EagerPath, source: Source | None) -> str:
+    """Extend the queryset the user wrote, with the full path from its rows."""
+    if source is not None and source.built_for is not None:
+        return _framework_built(eager, source)
+    prefix = source.prefix if source else ""
+    path = f"{prefix}__{eager.path}" if prefix else eager.path
+    single = eager.single_valued and (source is None or source.single_valued)
+    name = source.model.__name__ if source else eager.root.model.__name__
+    method = "select_related" if single else "prefetch_related"
+    fix = f'add .{method}("{path}") to the {name} queryset{_where(source)}'
+    if eager.root.kind == GENERIC_FOREIGN_KEY and django.VERSION >= (5, 0):
+        fix += f' (or GenericPrefetch("{eager.path}", [querysets]) to choose each type\'s queryset)'
+    if eager.root.kind == FORWARD and "__" not in path and HAS_FETCH_MODES:
         fix += " (or .fetch_mode(models.FETCH_PEERS) to batch the lazy loads)"
     return fix
 
@@ -61,29 +101,7 @@ def _aggregate_fix(relation: Relation, shape: str) -> str | None:
     return None
 
 
-def suggest(
-    relation: Relation | None,
-    shape: str,
-    eager: EagerPath | None = None,
-    loaded_at: str | None = None,
-) -> str:
-    """The fix for ``shape`` repeated row by row, loading ``relation`` when it is known."""
-    if relation is not None:
-        name = relation.model.__name__
-        if relation.kind == DEFERRED:
-            return (
-                f'stop deferring "{relation.name}": remove it from .defer()/.only() on the '
-                f"{name} queryset, or add it to .only()"
-            )
-        if relation.kind == PK_LOOKUP:
-            return (
-                f"fetch the {name} rows at once before the loop: "
-                f"{name}.objects.in_bulk(ids) or .filter(pk__in=ids)"
-            )
-        if relation.kind not in SINGLE_VALUED and (fix := _aggregate_fix(relation, shape)):
-            return fix
-        single = relation.kind in SINGLE_VALUED
-        return eager_load(eager or EagerPath(relation, relation.name, single), loaded_at)
+def _by_verb(shape: str) -> str:
     verb = _verb(shape)
     if verb == "INSERT":
         return "create the rows with one bulk_create() call instead of one save() per row"
@@ -95,3 +113,38 @@ def suggest(
         "run one query for all rows before the loop (e.g. .filter(field__in=values) or "
         "in_bulk()) instead of one query per row"
     )
+
+
+def suggest(
+    relation: Relation | None,
+    shape: str,
+    eager: EagerPath | None = None,
+    source: Source | None = None,
+) -> str:
+    """The fix for ``shape`` repeated row by row, loading ``relation`` when it is known."""
+    if relation is None:
+        return _by_verb(shape)
+    name = relation.model.__name__
+    if relation.kind == DEFERRED:
+        return (
+            f'stop deferring "{relation.name}": remove it from .defer()/.only() on the '
+            f"{name} queryset, or add it to .only()"
+        )
+    if relation.kind == PK_LOOKUP:
+        return (
+            f"fetch the {name} rows at once before the loop: "
+            f"{name}.objects.in_bulk(ids) or .filter(pk__in=ids)"
+        )
+    if relation.kind == PARENT_LINK:
+        return (
+            f"each {name} loads its parent row again through its parent link; the parent's "
+            f"fields are already on the {name} instance: read them there"
+        )
+    if not relation.named:
+        return _by_verb(shape)
+    if relation.kind not in SINGLE_VALUED and (fix := _aggregate_fix(relation, shape)):
+        return fix
+    eager = eager or EagerPath(relation, relation.name, relation.kind in SINGLE_VALUED)
+    if not _valid_path(eager.path) or (source and source.prefix and not _valid_path(source.prefix)):
+        return _by_verb(shape)
+    return eager_load(eager, source)

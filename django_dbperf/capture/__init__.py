@@ -5,7 +5,7 @@ Imports nothing of django_dbperf above it (no analysis, no admin).
 
 from __future__ import annotations
 
-from django_dbperf.capture.callsite import Callsite, LazyLoad, TemplateSite
+from django_dbperf.capture.callsite import Callsite, LazyLoad, Origin, TemplateSite
 from django_dbperf.capture.fingerprint import fingerprint
 from django_dbperf.capture.recorder import (
     QueryRecord,
@@ -19,6 +19,7 @@ from django_dbperf.capture.recorder import (
 __all__ = [
     "Callsite",
     "LazyLoad",
+    "Origin",
     "QueryRecord",
     "Recorder",
     "TemplateSite",

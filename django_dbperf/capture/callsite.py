@@ -1,25 +1,36 @@
-"""Where a query came from: the first frame in the project's own code, found without a stack dump.
+"""Where a query came from, found in one walk up the frames without a stack dump.
 
 Peers capture a full stack per query, which is what makes them slow. Here a walk up the frames
-stops at the first file that is not Django, django_dbperf, an installed package or the standard
-library; each file is classified once. On the way it notes two things Django's own frames tell
-for free: the lazy-load descriptor that ran the query (which relation) and the template node
-being rendered (which template line).
+stops at the first frame of the project's own code (see ``roots``); each code object is
+classified once, so a frame costs one dictionary lookup. On the way the walk notes what
+Django's own frames tell for free:
+
+- the first framework frame (an installed app such as Wagtail, the admin or DRF, or Django's
+  template engine) that ran the query, reported beside the project frame;
+- the lazy-load descriptor that ran the query (which relation), and the template node being
+  rendered (which template line);
+- the querysets being evaluated and the ``prefetch_related`` lookup being followed, which tell
+  where the rows came from (see ``Origin``).
+
+The walk stops at the request handler: the code that sent the request (a test's
+``client.get()``) is never a query's callsite. Async views run their ORM calls in a worker
+thread whose stack ends at asgiref's thread handler; the callsite is then read from the
+coroutine chain of the task that awaits the worker (see ``awaiting``).
 """
 
 from __future__ import annotations
 
 import inspect
-import os
-import sys
-import sysconfig
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from types import CodeType, FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
-import django
+from django_dbperf.capture import roots
+from django_dbperf.capture.awaiting import awaited_frames
+from django_dbperf.capture.roots import short_path
 
-import django_dbperf
+__all__ = ["Callsite", "LazyLoad", "Origin", "Stack", "TemplateSite", "inspect_stack", "short_path"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +57,7 @@ class TemplateSite:
 class LazyLoad:
     """A relation or deferred field that Django loaded on attribute access."""
 
-    kind: str  # "forward", "reverse_one_to_one" or "deferred"
+    kind: str  # "forward", "reverse_one_to_one", "deferred" or "generic_foreign_key"
     model: type[Any]  # the model whose attribute was accessed
     name: str  # the attribute: field name or reverse accessor
 
@@ -55,25 +66,40 @@ class LazyLoad:
         return f"{self.model._meta.label}.{self.name}"
 
 
-def _library_roots() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    roots = {paths["stdlib"], paths["platstdlib"], paths["purelib"], paths["platlib"]}
-    roots |= {os.path.dirname(django.__file__), os.path.dirname(django_dbperf.__file__)}
-    roots |= {path for path in sys.path if path.endswith(("site-packages", "dist-packages"))}
-    return tuple(sorted(os.path.join(root, "") for root in roots if root))
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The queryset whose evaluation ran a query: which model's rows it loads, and how.
+
+    ``outer`` is the queryset being evaluated around it: the root queryset of a
+    ``prefetch_related`` lookup (then ``prefetch_path`` is the lookup's path from it), or the
+    queryset a framework iterable (Wagtail's ``specific()``) was iterating.
+    """
+
+    model: type[Any]
+    select_related: Any  # Query.select_related: a dict of paths, True or False
+    prefetch_path: str | None = None
+    outer: Origin | None = None
+    queryset_type: type[Any] | None = None
 
 
-_LIBRARY_ROOTS = _library_roots()
-_is_library_cache: dict[str, bool] = {}
+class Stack(NamedTuple):
+    callsite: Callsite | None  # the first frame of the project's code
+    framework: Callsite | None  # the first framework frame below it, when there is one
+    lazy_load: LazyLoad | None
+    template: TemplateSite | None
+    origin: Origin | None
 
 
-def is_library_file(filename: str) -> bool:
-    """True for Django, django_dbperf, installed packages, the stdlib and frozen modules."""
-    known = _is_library_cache.get(filename)
-    if known is None:
-        known = filename.startswith(_LIBRARY_ROOTS) or filename.startswith("<")
-        _is_library_cache[filename] = known
-    return known
+# What a code object is, for the walk.
+SKIP = 0  # Django's ORM and utilities, django_dbperf, the standard library, hidden modules
+PROJECT = 1
+FRAMEWORK = 2
+LAZY_LOAD = 3
+TEMPLATE = 4
+FETCH_ALL = 5
+PREFETCH = 6
+BOUNDARY = 7  # the request handler: frames above it sent the request
+THREAD = 8  # asgiref's worker-thread handler: the caller is a coroutine on the event loop
 
 
 def _forward(frame: FrameType) -> LazyLoad | None:
@@ -100,39 +126,83 @@ def _deferred(frame: FrameType) -> LazyLoad | None:
     return LazyLoad("deferred", type(instance), field.attname)
 
 
-def _lazy_load_codes() -> dict[CodeType, Any]:
+def _generic_foreign_key(frame: FrameType) -> LazyLoad | None:
+    descriptor, instance = frame.f_locals.get("self"), frame.f_locals.get("instance")
+    # Django 6.1 has a descriptor holding the field; 5.2's field is its own descriptor.
+    name = getattr(getattr(descriptor, "field", descriptor), "name", None)
+    if instance is None or not isinstance(name, str):
+        return None
+    return LazyLoad("generic_foreign_key", type(instance), name)
+
+
+Extract = Callable[[FrameType], LazyLoad | None]
+
+
+def _special_codes() -> dict[int, tuple[CodeType, int, Extract | None]]:
+    from django.contrib.contenttypes import fields as generic
+    from django.core.handlers.base import BaseHandler
     from django.db.models.fields.related_descriptors import (
         ForwardManyToOneDescriptor,
         ReverseOneToOneDescriptor,
     )
+    from django.db.models.query import QuerySet, prefetch_one_level
     from django.db.models.query_utils import DeferredAttribute
-
-    # unwrap(): tools such as nplusone wrap these methods; Django's own frame is the one below.
-    return {
-        inspect.unwrap(ForwardManyToOneDescriptor.__get__).__code__: _forward,
-        inspect.unwrap(ReverseOneToOneDescriptor.__get__).__code__: _reverse_one_to_one,
-        inspect.unwrap(DeferredAttribute.__get__).__code__: _deferred,
-    }
-
-
-def _template_code() -> CodeType:
     from django.template.base import Node
 
-    return Node.render_annotated.__code__
+    # unwrap(): tools such as nplusone wrap these methods; Django's own frame is the one below.
+    lazy: dict[Any, Extract] = {
+        ForwardManyToOneDescriptor.__get__: _forward,
+        ReverseOneToOneDescriptor.__get__: _reverse_one_to_one,
+        DeferredAttribute.__get__: _deferred,
+    }
+    descriptor = getattr(generic, "GenericForeignKeyDescriptor", generic.GenericForeignKey)
+    lazy[descriptor.__get__] = _generic_foreign_key
+    codes: dict[int, tuple[CodeType, int, Extract | None]] = {}
+    for function, extract in lazy.items():
+        code = inspect.unwrap(function).__code__
+        codes[id(code)] = (code, LAZY_LOAD, extract)
+    kinds: list[tuple[Any, int]] = [
+        (Node.render_annotated, TEMPLATE),
+        (QuerySet._fetch_all, FETCH_ALL),
+        (prefetch_one_level, PREFETCH),
+        (BaseHandler.get_response, BOUNDARY),
+        (BaseHandler.get_response_async, BOUNDARY),
+    ]
+    try:
+        from asgiref.sync import SyncToAsync
+
+        kinds.append((SyncToAsync.thread_handler, THREAD))
+    except ImportError:  # pragma: no cover - asgiref comes with Django
+        pass
+    for function, kind in kinds:
+        code = inspect.unwrap(function).__code__
+        codes[id(code)] = (code, kind, None)
+    return codes
 
 
 # Keyed by id(): hashing a code object hashes its bytecode, microseconds per Django frame.
-# The code objects are kept referenced, so their ids stay theirs.
-_LAZY_LOAD_CODES: dict[int, tuple[CodeType, Any]] = {}
-_TEMPLATE_CODE: list[CodeType] = []
+# Every code object classified is kept referenced in the value, so its id stays its own.
+_kinds: dict[int, tuple[CodeType, int, Extract | None]] = {}
 
 
-def _ensure_codes() -> None:
-    # Imported on first use: django.db.models must not be imported before apps are ready.
-    if not _TEMPLATE_CODE:
-        codes = _lazy_load_codes()
-        _LAZY_LOAD_CODES.update({id(code): (code, extract) for code, extract in codes.items()})
-        _TEMPLATE_CODE.append(_template_code())
+def forget_classification(**kwargs: object) -> None:
+    """Classify code again (settings that decide what is project code changed)."""
+    _kinds.clear()
+    roots.forget()
+
+
+def _classify(frame: FrameType) -> tuple[CodeType, int, Extract | None]:
+    if not _kinds:
+        _kinds.update(_special_codes())
+        known = _kinds.get(id(frame.f_code))
+        if known is not None and known[0] is frame.f_code:
+            return known
+    code = frame.f_code
+    module = frame.f_globals.get("__name__")
+    kind = roots.classify(code.co_filename, module if isinstance(module, str) else "")
+    entry = (code, {roots.PROJECT: PROJECT, roots.FRAMEWORK: FRAMEWORK}.get(kind, SKIP), None)
+    _kinds[id(code)] = entry
+    return entry
 
 
 _CALLSITE_CACHE_SIZE = 4096
@@ -161,40 +231,84 @@ def _template_site(frame: FrameType) -> TemplateSite | None:
     return TemplateSite(str(origin.template_name or origin.name), int(token.lineno))
 
 
-def inspect_stack(
-    skip: int = 1,
-) -> tuple[Callsite | None, LazyLoad | None, TemplateSite | None]:
-    """The caller's callsite, and the lazy load and template line on the way there, if any."""
-    if not _TEMPLATE_CODE:
-        _ensure_codes()
+def _queryset_origin(frame: FrameType) -> Origin | None:
+    queryset = frame.f_locals.get("self")
+    query = getattr(queryset, "query", None)
+    model = getattr(queryset, "model", None)
+    if query is None or model is None:
+        return None
+    select_related = getattr(query, "select_related", False)
+    return Origin(model, select_related, queryset_type=type(queryset))
+
+
+def _prefetch_path(frame: FrameType) -> str | None:
+    """The lookup path ``prefetch_one_level`` is following, from the root queryset."""
+    lookup, level = frame.f_locals.get("lookup"), frame.f_locals.get("level")
+    through = getattr(lookup, "prefetch_through", None)
+    if not isinstance(through, str) or not isinstance(level, int):
+        return None
+    return "__".join(through.split("__")[: level + 1])
+
+
+def inspect_stack(skip: int = 1) -> Stack:
+    """The caller's callsite, and what the frames on the way there tell about the query."""
+    import sys
+
     frame: FrameType | None = sys._getframe(skip + 1)
+    framework: Callsite | None = None
     lazy_load: LazyLoad | None = None
     template: TemplateSite | None = None
-    template_code = _TEMPLATE_CODE[0]
-    lazy_load_codes = _LAZY_LOAD_CODES
-    classified = _is_library_cache
+    inner: Origin | None = None
+    outer: Origin | None = None
+    prefetch_path: str | None = None
+    kinds = _kinds
     while frame is not None:
         code = frame.f_code
-        filename = code.co_filename
-        library = classified.get(filename)
-        if library is None:
-            library = is_library_file(filename)
-        if not library:
-            return _callsite(frame), lazy_load, template
-        if lazy_load is None:
-            known = lazy_load_codes.get(id(code))
-            if known is not None and known[0] is code:
-                lazy_load = known[1](frame)
-        if template is None and code is template_code:
-            template = _template_site(frame)
+        entry = kinds.get(id(code))
+        if entry is None or entry[0] is not code:
+            entry = _classify(frame)
+        kind = entry[1]
+        if kind == SKIP:
+            pass
+        elif kind == PROJECT:
+            return Stack(_callsite(frame), framework, lazy_load, template, _origin(inner, outer))
+        elif kind == FRAMEWORK:
+            if framework is None:
+                framework = _callsite(frame)
+        elif kind == FETCH_ALL:
+            if inner is None:
+                inner = _queryset_origin(frame)
+            elif outer is None:
+                outer = _queryset_origin(frame)
+        elif kind == LAZY_LOAD:
+            if lazy_load is None and entry[2] is not None:
+                lazy_load = entry[2](frame)
+        elif kind == TEMPLATE:
+            if template is None:
+                template = _template_site(frame)
+        elif kind == PREFETCH:
+            if prefetch_path is None and inner is not None and outer is None:
+                prefetch_path = _prefetch_path(frame)
+                inner = replace(inner, prefetch_path=prefetch_path)
+        elif kind == THREAD:
+            callsite = _from_awaiting_task()
+            return Stack(callsite, framework, lazy_load, template, _origin(inner, outer))
+        else:  # BOUNDARY: what sent the request is not where the query came from
+            break
         frame = frame.f_back
-    return None, lazy_load, template
+    return Stack(None, framework, lazy_load, template, _origin(inner, outer))
 
 
-def short_path(path: str) -> str:
-    """``path`` relative to the working directory when it is below it."""
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if relative.startswith("..") else relative
+def _origin(inner: Origin | None, outer: Origin | None) -> Origin | None:
+    return inner if inner is None or outer is None else replace(inner, outer=outer)
+
+
+def _from_awaiting_task() -> Callsite | None:
+    """The innermost project frame of the coroutines awaiting this worker thread's call."""
+    for frame in awaited_frames():
+        entry = _kinds.get(id(frame.f_code))
+        if entry is None or entry[0] is not frame.f_code:
+            entry = _classify(frame)
+        if entry[1] == PROJECT:
+            return _callsite(frame)
+    return None

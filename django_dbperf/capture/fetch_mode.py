@@ -37,6 +37,8 @@ def describe_fetch(fetcher: Any, instance: Any) -> LazyLoad:
     )
 
     model = type(instance)
+    if type(fetcher).__name__ == "GenericForeignKeyDescriptor":
+        return LazyLoad("generic_foreign_key", model, fetcher.field.name)
     if isinstance(fetcher, ReverseOneToOneDescriptor):
         return LazyLoad("reverse_one_to_one", model, fetcher.related.get_accessor_name())
     if isinstance(fetcher, ForwardManyToOneDescriptor):

@@ -14,15 +14,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from django_dbperf.capture.callsite import Callsite, LazyLoad, TemplateSite, inspect_stack
+from django_dbperf.capture.awaiting import remembering_task
+from django_dbperf.capture.callsite import Callsite, LazyLoad, Origin, TemplateSite, inspect_stack
 from django_dbperf.capture.fetch_mode import fetching
 from django_dbperf.capture.fingerprint import fingerprint
+from django_dbperf.capture.request import RequestInfo
 
 logger = logging.getLogger("django_dbperf")
 
@@ -40,9 +42,13 @@ class QueryRecord:
     alias: str
     duration: float  # seconds
     fingerprint: str
-    callsite: Callsite | None
+    callsite: Callsite | None  # the first line of the project's code
     lazy_load: LazyLoad | None = None
     template: TemplateSite | None = None
+    framework: Callsite | None = None  # the framework line that ran it (Wagtail, admin, DRF)
+    origin: Origin | None = None  # the queryset whose evaluation ran it
+    request: RequestInfo | None = None  # set by QueryCountMiddleware once the response is made
+    ignored: bool = False  # run inside ignore_queries(): counted, never part of a finding
 
     @property
     def duration_ms(self) -> float:
@@ -50,7 +56,9 @@ class QueryRecord:
 
     @property
     def callsite_key(self) -> tuple[str, int] | None:
-        return (self.callsite.path, self.callsite.line) if self.callsite else None
+        """The line the query is attributed to: the project's, else the framework's."""
+        site = self.callsite or self.framework
+        return (site.path, site.line) if site else None
 
 
 @dataclass(slots=True)
@@ -101,9 +109,19 @@ def _record(
     if sql in IGNORED_SQL:
         return
     # skip=2: this frame and the wrapper's; the walk starts at Django's cursor code.
-    callsite, lazy_load, template = inspect_stack(skip=2)
+    stack = inspect_stack(skip=2)
     record = QueryRecord(
-        sql, params, many, alias, duration, shape, callsite, fetching.get() or lazy_load, template
+        sql,
+        params,
+        many,
+        alias,
+        duration,
+        shape,
+        stack.callsite,
+        fetching.get() or stack.lazy_load,
+        stack.template,
+        stack.framework,
+        stack.origin,
     )
     if len(recorders) == 1 and recorders[0].using is None:
         recorders[0].records.append(record)
@@ -133,9 +151,11 @@ def recording(using: frozenset[str] | None = None) -> Iterator[Recorder]:
     """Record the queries run inside the block (this context, and threads it hands work to)."""
     install_on_open_connections()
     recorder = Recorder(using)
-    token = _active.set((*_active.get(), recorder))
+    active = _marking_ignored(recorder) if _excluding_from_findings.get() else recorder
+    token = _active.set((*_active.get(), active))
     try:
-        yield recorder
+        with remembering_task():
+            yield recorder
     finally:
         _active.reset(token)
 
@@ -148,6 +168,53 @@ def ignoring_queries() -> Iterator[None]:
         yield
     finally:
         _active.reset(token)
+
+
+class _IgnoredRecords(list[QueryRecord]):
+    """Stands in for a recorder's ``records`` in ``_active`` inside ``excluding_from_findings()``:
+    each record appended goes to the real list, marked ignored.
+
+    Marking on append keeps ``_record`` unchanged, so queries outside such a block pay nothing
+    for the feature. This list itself stays empty: only ``_record`` reaches it, to append.
+    """
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: list[QueryRecord]) -> None:
+        super().__init__()
+        self.target = target
+
+    def append(self, record: QueryRecord) -> None:
+        record.ignored = True
+        self.target.append(record)
+
+
+def _marking_ignored(recorder: Recorder) -> Recorder:
+    """A view of ``recorder`` that shares its records list and marks what it appends."""
+    target = recorder.records
+    if isinstance(target, _IgnoredRecords):
+        return recorder
+    return replace(recorder, records=_IgnoredRecords(target))
+
+
+# Inside excluding_from_findings(): read once per capture entered, never per query.
+_excluding_from_findings: ContextVar[bool] = ContextVar("dbperf_excluding", default=False)
+
+
+@contextmanager
+def excluding_from_findings() -> Iterator[None]:
+    """Queries inside the block are captured and counted, but marked ``ignored`` for analysis.
+
+    Unlike ``ignoring_queries()``, every capture still sees them (counts keep matching Django's
+    ``CaptureQueriesContext``); captures entered inside the block mark them too.
+    """
+    active = _active.set(tuple(_marking_ignored(recorder) for recorder in _active.get()))
+    excluding = _excluding_from_findings.set(True)
+    try:
+        yield
+    finally:
+        _excluding_from_findings.reset(excluding)
+        _active.reset(active)
 
 
 def is_capturing() -> bool:

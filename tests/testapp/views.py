@@ -57,7 +57,8 @@ def slow(request: HttpRequest) -> HttpResponse:
 
 async def async_n_plus_one(request: HttpRequest) -> JsonResponse:
     names = [
-        (await Author.objects.aget(pk=book.author_id)).name async for book in Book.objects.all()
+        (await Author.objects.aget(pk=book.author_id)).name  # async-n-plus-one
+        async for book in Book.objects.all()
     ]
     return JsonResponse({"names": names})
 
