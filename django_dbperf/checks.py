@@ -7,7 +7,9 @@ projects silence them by id in ``SILENCED_SYSTEM_CHECKS``.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from django.apps import apps
@@ -57,6 +59,9 @@ CHECKS: dict[str, str] = {
     "to match on, a value that is not a string, a ``path_regex`` that does not compile, a "
     "``fingerprint`` that is neither a statement shape nor a shape id, or a ``kind`` that is not "
     "a finding kind.",
+    "dbperf.E013": '``DBPERF["PROJECT_ROOTS"]`` or ``DBPERF["HIDE_IN_CALLSITES"]`` has an entry '
+    "that is not a string (or, for ``PROJECT_ROOTS``, a ``pathlib.Path``), or a "
+    "``PROJECT_ROOTS`` path that is not an existing directory.",
     "dbperf.W001": "``QueryCountMiddleware`` comes after middleware that runs queries "
     "outside the view, so those queries are not counted.",
     "dbperf.W002": "nplusone is enabled on Django 6.1 or later without django_dbperf's "
@@ -250,6 +255,39 @@ def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMe
     rules = given.get("IGNORE")
     if isinstance(rules, list | tuple):  # else reported as a type error (dbperf.E003)
         errors.extend(_check_ignore_rules(rules))
+    errors.extend(_check_project_code(given))
+    return errors
+
+
+def _check_project_code(given: Mapping[str, Any]) -> list[CheckMessage]:
+    """Entries of PROJECT_ROOTS (paths or package names) and HIDE_IN_CALLSITES (modules)."""
+    errors: list[CheckMessage] = []
+    for key in ("PROJECT_ROOTS", "HIDE_IN_CALLSITES"):
+        entries = given.get(key)
+        if not isinstance(entries, list | tuple):  # None, or a type error (dbperf.E003)
+            continue
+        for index, entry in enumerate(entries):
+            where = f'{SETTING_NAME}["{key}"][{index}]'
+            path_allowed = key == "PROJECT_ROOTS"
+            if isinstance(entry, Path) and path_allowed:
+                entry = str(entry)
+            if not isinstance(entry, str) or not entry:
+                kind = "a directory or a package name" if path_allowed else "a module prefix"
+                errors.append(
+                    Error(
+                        f"{where} is {_describe(entry)}; it must be {kind} (a string).",
+                        id="dbperf.E013",
+                    )
+                )
+            elif path_allowed and os.sep in entry and not os.path.isdir(entry):
+                errors.append(
+                    Error(
+                        f"{where} is {entry!r}, which is not a directory.",
+                        hint="Give the directory of your project's code (e.g. BASE_DIR), "
+                        "or a package name without slashes.",
+                        id="dbperf.E013",
+                    )
+                )
     return errors
 
 

@@ -95,6 +95,23 @@ def _interleaved(
     return order[id(parent[0])] < first_child < order[id(parent[-1])]
 
 
+def _same_loop(parent: QueryRecord, child: QueryRecord) -> bool:
+    """Whether two row-by-row loads can be hops of one loop (with interleaving, checked apart).
+
+    The same project line; or, where no project line ran them (a template, a serializer), the
+    same template or both framework code: nested loops there are different framework lines.
+    """
+    if parent.callsite is not None or child.callsite is not None:
+        return parent.callsite_key == child.callsite_key
+    if parent.template is not None or child.template is not None:
+        return (
+            parent.template is not None
+            and child.template is not None
+            and parent.template.name == child.template.name
+        )
+    return True
+
+
 def _eager_path(found: Found, index: int, order: dict[int, int]) -> EagerPath | None:
     """Join nested hops of one loop: Node.event, then Event.owner, is "event__owner"."""
     group, relation = found[index]
@@ -113,7 +130,7 @@ def _eager_path(found: Found, index: int, order: dict[int, int]) -> EagerPath | 
                 and candidate.named
                 and candidate.target is not None
                 and issubclass(candidate.target, root.model)
-                and other[0].callsite_key == group[0].callsite_key
+                and _same_loop(other[0], group[0])
                 and _interleaved(other, found[current][0], order)
             ),
             None,
@@ -142,7 +159,9 @@ def _fix(
     source = None
     if root is not None and root.kind in EAGER_KINDS:
         source = find_source(records, order[id(group[0])], root.model, skip)
-    return suggest(relation, group[0].fingerprint, eager, source)
+    framework = group[0].framework
+    ran_by = (framework.module, framework.function) if framework else None
+    return suggest(relation, group[0].fingerprint, eager, source, ran_by)
 
 
 def _finding(kind: str, group: list[QueryRecord], relation: Relation | None, fix: str) -> Finding:

@@ -34,17 +34,15 @@ class Finding:
 
     @property
     def where(self) -> str:
+        primary = self.callsite or self.framework
+        where = str(primary) if primary else "an unknown line"
         if self.callsite and self.framework:
-            where = f"{self.callsite} (through {self.framework})"
-        elif self.callsite:
-            where = str(self.callsite)
-        elif self.framework:
-            where = f"{self.framework} in the framework (no project line ran it)"
-        else:
-            where = "an unknown line"
+            where += f" (through {self.framework})"
         others = [site for site in self.callsites if site not in (self.callsite, self.framework)]
         if others:
             where += " and " + ", ".join(str(site) for site in others)
+        if self.callsite is None and self.framework:
+            where += " in the framework (no project line ran it)"
         if self.template:
             where += f" (template {self.template})"
         return where

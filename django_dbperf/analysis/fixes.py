@@ -63,6 +63,19 @@ def _framework_built(eager: EagerPath, source: Source) -> str:
     )
 
 
+def _framework_hint(method: str, path: str, module: str | None) -> str:
+    """Where that queryset is set when a framework evaluates it."""
+    if not module:
+        return ""
+    if module.startswith("django.contrib.admin."):
+        if method == "select_related":
+            return f' (in the ModelAdmin: list_select_related = ["{path}"], or get_queryset())'
+        return " (in the ModelAdmin's get_queryset())"
+    if module.startswith("rest_framework."):
+        return " (the view's queryset, or its get_queryset())"
+    return ""
+
+
 def eager_load(eager: EagerPath, source: Source | None) -> str:
     """Extend the queryset the user wrote, with the full path from its rows."""
     if source is not None and source.built_for is not None:
@@ -73,6 +86,7 @@ def eager_load(eager: EagerPath, source: Source | None) -> str:
     name = source.model.__name__ if source else eager.root.model.__name__
     method = "select_related" if single else "prefetch_related"
     fix = f'add .{method}("{path}") to the {name} queryset{_where(source)}'
+    fix += _framework_hint(method, path, source.framework_module if source else None)
     if eager.root.kind == GENERIC_FOREIGN_KEY and django.VERSION >= (5, 0):
         fix += f' (or GenericPrefetch("{eager.path}", [querysets]) to choose each type\'s queryset)'
     if eager.root.kind == FORWARD and "__" not in path and HAS_FETCH_MODES:
@@ -115,13 +129,29 @@ def _by_verb(shape: str) -> str:
     )
 
 
+# Framework functions that load rows one by one, and what to do instead: (module, function).
+FRAMEWORK_ROW_LOADS = {
+    ("wagtail.models.specific", "get_specific"): (
+        "each page loads its specific page type with a query of its own (Wagtail's .specific): "
+        "call .specific() on the Page queryset you loop over, which loads each page type "
+        "with one query"
+    ),
+}
+
+
 def suggest(
     relation: Relation | None,
     shape: str,
     eager: EagerPath | None = None,
     source: Source | None = None,
+    framework: tuple[str | None, str] | None = None,
 ) -> str:
-    """The fix for ``shape`` repeated row by row, loading ``relation`` when it is known."""
+    """The fix for ``shape`` repeated row by row, loading ``relation`` when it is known.
+
+    ``framework`` is the (module, function) of the framework code that ran the queries.
+    """
+    if framework is not None and framework in FRAMEWORK_ROW_LOADS:
+        return FRAMEWORK_ROW_LOADS[framework]
     if relation is None:
         return _by_verb(shape)
     name = relation.model.__name__

@@ -12,13 +12,13 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Model
 
-from django_dbperf.capture import Callsite, Origin, QueryRecord
+from django_dbperf.capture import Origin, QueryRecord
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,14 @@ class Source:
     model: type[Model]  # the model of the queryset the user wrote
     prefix: str  # lookup path from its rows ("" when they are its own rows)
     single_valued: bool  # the prefix can be followed by select_related
-    evaluated_at: Callsite | None
+    evaluated_at: str | None  # the project's line, else the template's, else the framework's
     # Set when a framework built the querysets that loaded the rows (Wagtail's specific()):
     # the rows' own model, which select_related on the outer queryset does not reach.
     built_for: type[Model] | None = None
     # The outer queryset's select_related takes for_specific_subqueries= (Wagtail).
     specific_subqueries: bool = False
+    # The framework that evaluated the queryset, when no project line did (its module).
+    framework_module: str | None = None
 
 
 def _related_model(model: type[Model], name: str) -> type[Model] | None:
@@ -74,7 +76,7 @@ def _takes_specific_subqueries(queryset_type: Any) -> bool:
     return "for_specific_subqueries" in parameters
 
 
-def _source(origin: Origin, target: type[Model], where: Callsite | None) -> Source | None:
+def _source(origin: Origin, target: type[Model], where: str | None) -> Source | None:
     path = _select_path(origin.model, origin.select_related, target)
     if path is None:
         return None
@@ -91,6 +93,14 @@ def _source(origin: Origin, target: type[Model], where: Callsite | None) -> Sour
     return Source(origin.model, path, True, where)
 
 
+def _evaluated_at(record: QueryRecord) -> str | None:
+    if record.callsite is not None:
+        return str(record.callsite)
+    if record.template is not None:
+        return f"template {record.template}"
+    return str(record.framework) if record.framework else None
+
+
 def find_source(
     records: Sequence[QueryRecord], position: int, target: type[Model], skip: Collection[int]
 ) -> Source | None:
@@ -103,7 +113,9 @@ def find_source(
         origin = record.origin
         if origin is None or record.lazy_load is not None or id(record) in skip:
             continue
-        found = _source(origin, target, record.callsite or record.framework)
+        found = _source(origin, target, _evaluated_at(record))
         if found is not None:
+            if record.callsite is None and record.framework is not None:
+                found = replace(found, framework_module=record.framework.module)
             return found
     return None

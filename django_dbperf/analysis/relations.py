@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.apps import apps
-from django.db.models import ForeignObjectRel, Model
+from django.db.models import ForeignObjectRel, ManyToManyField, Model
 
 from django_dbperf.capture import LazyLoad
 
@@ -100,7 +100,8 @@ class _Candidate:
 
     relation: Relation
     main_table: str | None  # the statement's FROM table must be this one (None: any)
-    also: frozenset[tuple[str, str]] = frozenset()  # other filtered columns required
+    # Other filtered columns required: any one of these sets (empty: none required).
+    also: tuple[frozenset[tuple[str, str]], ...] = ()
     content_type_of: type[Model] | None = None  # generic: the holder's content type disambiguates
     for_concrete_model: bool = True
 
@@ -147,9 +148,18 @@ def _primary_key(index: _Index, model: type[Model]) -> None:
         )
 
 
+def _generic_filters(table: str, content_type: str) -> tuple[frozenset[tuple[str, str]], ...]:
+    """A content type is filtered by its id, or by a join on its app label and model name."""
+    content_types = "django_content_type"
+    return (
+        frozenset({(table, content_type)}),
+        frozenset({(content_types, "app_label"), (content_types, "model")}),
+    )
+
+
 def _through_columns(relation_field: Any, through: type[Model], model: type[Model]) -> list[Any]:
     """The through model's filters that select one ``model`` instance's rows."""
-    if hasattr(relation_field, "m2m_column_name"):
+    if isinstance(relation_field, ManyToManyField):
         return [(relation_field.m2m_column_name(), None)]
     for candidate in through._meta.concrete_fields:  # e.g. taggit's custom content_object FK
         if candidate.is_relation and candidate.related_model is not None:
@@ -170,10 +180,10 @@ def _many_to_many(index: _Index, model: type[Model]) -> None:
             continue
         table: str = through._meta.db_table  # type: ignore[attr-defined]
         for column, content_type in _through_columns(m2m, through, model):
-            also = frozenset({(table, content_type)}) if content_type else frozenset()
+            also = _generic_filters(table, content_type) if content_type else ()
             relation = Relation(MANY_TO_MANY, model, m2m.name, related)
             index.add(table, column, _Candidate(relation, None, also, model if also else None))
-        if hasattr(m2m, "m2m_reverse_name"):
+        if isinstance(m2m, ManyToManyField):
             rel = m2m.remote_field
             accessor = None if rel.hidden else rel.get_accessor_name()
             reverse = Relation(MANY_TO_MANY, related, accessor or "+", model)
@@ -195,7 +205,7 @@ def _generic_relations(index: _Index, model: type[Model]) -> None:
             candidate = _Candidate(
                 relation,
                 table,
-                frozenset({(table, content_type)}),
+                _generic_filters(table, content_type),
                 model,
                 generic.for_concrete_model,
             )
@@ -241,10 +251,18 @@ def _content_type_id(model: type[Model], for_concrete_model: bool) -> int | None
         return None
 
 
+def _content_type_given(model: type[Model], for_concrete_model: bool, values: set[Any]) -> bool:
+    """The statement's parameters name ``model``'s content type, by id or by its natural key."""
+    opts = (model._meta.concrete_model or model)._meta if for_concrete_model else model._meta
+    if opts.app_label in values and opts.model_name in values:
+        return True
+    return _content_type_id(model, for_concrete_model) in values
+
+
 def _matches(candidate: _Candidate, main: str | None, filtered: set[tuple[str, str]]) -> bool:
     if candidate.main_table is not None and candidate.main_table != main:
         return False
-    return candidate.also <= filtered
+    return not candidate.also or any(required <= filtered for required in candidate.also)
 
 
 def from_sql(shape: str, params: Any = None) -> Relation | None:
@@ -265,13 +283,13 @@ def from_sql(shape: str, params: Any = None) -> Relation | None:
     ]
     # The most specific reading first: a generic relation (content type *and* object id) before
     # the plain foreign key to ContentType; a filter on the FROM table before a joined one.
-    candidates.sort(key=lambda c: (-len(c.also), c.main_table is None))
+    candidates.sort(key=lambda c: (not c.also, c.main_table is None))
     best = [c for c in candidates if _rank(c) == _rank(candidates[0])] if candidates else []
     return _choose(best, params) if candidates else None
 
 
-def _rank(candidate: _Candidate) -> tuple[int, bool]:
-    return len(candidate.also), candidate.main_table is None
+def _rank(candidate: _Candidate) -> tuple[bool, bool]:
+    return not candidate.also, candidate.main_table is None
 
 
 def _choose(candidates: Iterable[_Candidate], params: Any) -> Relation | None:
@@ -287,7 +305,7 @@ def _choose(candidates: Iterable[_Candidate], params: Any) -> Relation | None:
         c
         for c in generic
         if c.content_type_of is not None
-        and _content_type_id(c.content_type_of, c.for_concrete_model) in values
+        and _content_type_given(c.content_type_of, c.for_concrete_model, values)
     ]
     return holders[0].relation if len(holders) == 1 else None
 
