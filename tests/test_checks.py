@@ -404,3 +404,17 @@ def test_e012_malformed_ignore_rule_names_its_key() -> None:
     error = only(check_settings())
     assert error.id == "dbperf.E012"
     assert error.msg.startswith('DBPERF["IGNORE"][1]["path_regex"] is \'/api/(v1\'')
+
+
+@override_settings(
+    DBPERF={"PROJECT_ROOTS": ["myproject", 3, "/no/such/directory"], "HIDE_IN_CALLSITES": [""]}
+)
+def test_e013_project_roots_and_hidden_modules_name_the_entry() -> None:
+    errors = check_settings()
+    assert [error.id for error in errors] == ["dbperf.E013"] * 3
+    assert (
+        errors[0].msg
+        == 'DBPERF["PROJECT_ROOTS"][1] is 3 (int); it must be a directory or a package name (a string).'
+    )
+    assert errors[1].msg.startswith("DBPERF[\"PROJECT_ROOTS\"][2] is '/no/such/directory'")
+    assert errors[2].msg.startswith('DBPERF["HIDE_IN_CALLSITES"][0] is')
