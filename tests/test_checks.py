@@ -412,9 +412,9 @@ def test_e012_malformed_ignore_rule_names_its_key() -> None:
 def test_e013_project_roots_and_hidden_modules_name_the_entry() -> None:
     errors = check_settings()
     assert [error.id for error in errors] == ["dbperf.E013"] * 3
-    assert (
-        errors[0].msg
-        == 'DBPERF["PROJECT_ROOTS"][1] is 3 (int); it must be a directory or a package name (a string).'
+    assert errors[0].msg == (
+        'DBPERF["PROJECT_ROOTS"][1] is 3 (int); it must be a directory or a package name '
+        "(a string)."
     )
     assert errors[1].msg.startswith("DBPERF[\"PROJECT_ROOTS\"][2] is '/no/such/directory'")
     assert errors[2].msg.startswith('DBPERF["HIDE_IN_CALLSITES"][0] is')
