@@ -21,8 +21,9 @@ coroutine chain of the task that awaits the worker (see ``awaiting``).
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any, NamedTuple
 
@@ -53,9 +54,11 @@ class TemplateSite:
         return f"{self.name}:{self.line}"
 
 
-@dataclass(frozen=True, slots=True)
-class LazyLoad:
-    """A relation or deferred field that Django loaded on attribute access."""
+class LazyLoad(NamedTuple):
+    """A relation or deferred field that Django loaded on attribute access.
+
+    A tuple (not a frozen dataclass): one is made per lazy load, inside the query's capture.
+    """
 
     kind: str  # "forward", "reverse_one_to_one", "deferred" or "generic_foreign_key"
     model: type[Any]  # the model whose attribute was accessed
@@ -66,8 +69,7 @@ class LazyLoad:
         return f"{self.model._meta.label}.{self.name}"
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+class Origin(NamedTuple):
     """The queryset whose evaluation ran a query: which model's rows it loads, and how.
 
     ``outer`` is the queryset being evaluated around it: the root queryset of a
@@ -80,6 +82,7 @@ class Origin:
     prefetch_path: str | None = None
     outer: Origin | None = None
     queryset_type: type[Any] | None = None
+    # A tuple (not a frozen dataclass): one is made per SELECT a capture sees.
 
 
 class Stack(NamedTuple):
@@ -181,44 +184,59 @@ def _special_codes() -> dict[int, tuple[CodeType, int, Extract | None]]:
 
 
 # Keyed by id(): hashing a code object hashes its bytecode, microseconds per Django frame.
-# Every code object classified is kept referenced in the value, so its id stays its own.
-_kinds: dict[int, tuple[CodeType, int, Extract | None]] = {}
+# Every code object classified is kept referenced in _codes, so its id stays its own (and a
+# callsite cached by a code's id stays that code's).
+_kinds: dict[int, int] = {}
+_codes: dict[int, CodeType] = {}
+_extractors: dict[int, Extract] = {}
 
 
 def forget_classification(**kwargs: object) -> None:
     """Classify code again (settings that decide what is project code changed)."""
     _kinds.clear()
+    _codes.clear()
+    _extractors.clear()
+    _callsites.clear()
     roots.forget()
 
 
-def _classify(frame: FrameType) -> tuple[CodeType, int, Extract | None]:
-    if not _kinds:
-        _kinds.update(_special_codes())
+def _classify(frame: FrameType) -> int:
+    if not _codes:
+        for code_id, (code, kind, extract) in _special_codes().items():
+            _kinds[code_id], _codes[code_id] = kind, code
+            if extract is not None:
+                _extractors[code_id] = extract
         known = _kinds.get(id(frame.f_code))
-        if known is not None and known[0] is frame.f_code:
+        if known is not None:
             return known
     code = frame.f_code
     module = frame.f_globals.get("__name__")
-    kind = roots.classify(code.co_filename, module if isinstance(module, str) else "")
-    entry = (code, {roots.PROJECT: PROJECT, roots.FRAMEWORK: FRAMEWORK}.get(kind, SKIP), None)
-    _kinds[id(code)] = entry
-    return entry
+    found = roots.classify(code.co_filename, module if isinstance(module, str) else "")
+    kind = {roots.PROJECT: PROJECT, roots.FRAMEWORK: FRAMEWORK}.get(found, SKIP)
+    _kinds[id(code)], _codes[id(code)] = kind, code
+    return kind
 
 
 _CALLSITE_CACHE_SIZE = 4096
-_callsites: dict[tuple[str, int, str], Callsite] = {}
+_callsites: dict[tuple[int, int], Callsite] = {}
 
 
 def _callsite(frame: FrameType) -> Callsite:
-    """One shared ``Callsite`` per line: a loop makes the same one thousands of times."""
+    """One shared ``Callsite`` per line: a loop makes the same one thousands of times.
+
+    Keyed by the (classified, so kept alive) code object's id and the line: two ints hash
+    faster than the file name.
+    """
     code = frame.f_code
-    key = (code.co_filename, frame.f_lineno, code.co_name)
+    key = (id(code), frame.f_lineno)
     callsite = _callsites.get(key)
     if callsite is None:
         if len(_callsites) >= _CALLSITE_CACHE_SIZE:
             _callsites.clear()
         module = frame.f_globals.get("__name__")
-        callsite = _callsites[key] = Callsite(*key, module if isinstance(module, str) else None)
+        callsite = _callsites[key] = Callsite(
+            code.co_filename, key[1], code.co_name, module if isinstance(module, str) else None
+        )
     return callsite
 
 
@@ -252,8 +270,6 @@ def _prefetch_path(frame: FrameType) -> str | None:
 
 def inspect_stack(skip: int = 1) -> Stack:
     """The caller's callsite, and what the frames on the way there tell about the query."""
-    import sys
-
     frame: FrameType | None = sys._getframe(skip + 1)
     framework: Callsite | None = None
     lazy_load: LazyLoad | None = None
@@ -261,18 +277,17 @@ def inspect_stack(skip: int = 1) -> Stack:
     inner: Origin | None = None
     outer: Origin | None = None
     prefetch_path: str | None = None
-    kinds = _kinds
+    kind_of = _kinds.get
     while frame is not None:
-        code = frame.f_code
-        entry = kinds.get(id(code))
-        if entry is None or entry[0] is not code:
-            entry = _classify(frame)
-        kind = entry[1]
-        if kind == SKIP:
-            pass
-        elif kind == PROJECT:
+        kind = kind_of(id(frame.f_code))
+        if kind is None:
+            kind = _classify(frame)
+        if not kind:  # SKIP: most frames, Django's ORM
+            frame = frame.f_back
+            continue
+        if kind == PROJECT:
             return Stack(_callsite(frame), framework, lazy_load, template, _origin(inner, outer))
-        elif kind == FRAMEWORK:
+        if kind == FRAMEWORK:
             if framework is None:
                 framework = _callsite(frame)
         elif kind == FETCH_ALL:
@@ -281,15 +296,15 @@ def inspect_stack(skip: int = 1) -> Stack:
             elif outer is None:
                 outer = _queryset_origin(frame)
         elif kind == LAZY_LOAD:
-            if lazy_load is None and entry[2] is not None:
-                lazy_load = entry[2](frame)
+            if lazy_load is None:
+                lazy_load = _extractors[id(frame.f_code)](frame)
         elif kind == TEMPLATE:
             if template is None:
                 template = _template_site(frame)
         elif kind == PREFETCH:
             if prefetch_path is None and inner is not None and outer is None:
                 prefetch_path = _prefetch_path(frame)
-                inner = replace(inner, prefetch_path=prefetch_path)
+                inner = inner._replace(prefetch_path=prefetch_path)
         elif kind == THREAD:
             callsite = _from_awaiting_task()
             return Stack(callsite, framework, lazy_load, template, _origin(inner, outer))
@@ -300,15 +315,15 @@ def inspect_stack(skip: int = 1) -> Stack:
 
 
 def _origin(inner: Origin | None, outer: Origin | None) -> Origin | None:
-    return inner if inner is None or outer is None else replace(inner, outer=outer)
+    return inner if inner is None or outer is None else inner._replace(outer=outer)
 
 
 def _from_awaiting_task() -> Callsite | None:
     """The innermost project frame of the coroutines awaiting this worker thread's call."""
     for frame in awaited_frames():
-        entry = _kinds.get(id(frame.f_code))
-        if entry is None or entry[0] is not frame.f_code:
-            entry = _classify(frame)
-        if entry[1] == PROJECT:
+        kind = _kinds.get(id(frame.f_code))
+        if kind is None:
+            kind = _classify(frame)
+        if kind == PROJECT:
             return _callsite(frame)
     return None
