@@ -58,6 +58,8 @@ docs: $(VENV)/.installed
 test: lint docs $(VENV52)/.installed
 	@echo "== pytest: SQLite (in memory), Django $$($(BIN)/python -m django --version) =="
 	$(BIN)/pytest
+	@echo "== pytest: real clients (admin, DRF, Wagtail), SQLite =="
+	$(BIN)/pytest tests/realclients --ds=tests.realclients.settings
 	$(BIN)/python -m tests.servers -- $(MAKE) --no-print-directory test-servers
 
 # Runs inside tests.servers, which exports DBPERF_TEST_DATABASE_URL and DBPERF_TEST_REDIS_URL.
@@ -65,6 +67,8 @@ test: lint docs $(VENV52)/.installed
 test-servers: $(VENV)/.installed $(VENV52)/.installed
 	@echo "== pytest: PostgreSQL + Valkey/Redis, Django $$($(BIN)/python -m django --version) =="
 	$(BIN)/pytest
+	@echo "== pytest: real clients (admin, DRF, Wagtail), PostgreSQL =="
+	$(BIN)/pytest tests/realclients --ds=tests.realclients.settings
 	@echo "== pytest: PostgreSQL + Valkey/Redis, Django $$($(VENV52)/bin/python -m django --version) =="
 	$(VENV52)/bin/pytest
 

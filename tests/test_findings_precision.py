@@ -24,6 +24,8 @@ from tests.testapp.models import (
     AuthorProfile,
     Book,
     Chef,
+    DiffItem,
+    DiffOwner,
     Dish,
     Note,
     Place,
@@ -233,3 +235,27 @@ def test_applied_fixes_make_the_count_constant() -> None:
         [book.author.profile.bio for book in Book.objects.select_related(path)]
     assert len(fixed) == 1 and fixed.findings == []
     assert AuthorProfile.objects.count() == 4
+
+
+def test_two_relations_sending_the_same_sql_from_one_line_are_two_findings() -> None:
+    """item.owner and item.sponsor run the same statement from one line: two fixes."""
+    for number in range(4):
+        owner = DiffOwner.objects.create(name=f"o{number}")
+        sponsor = DiffOwner.objects.create(name=f"s{number}")
+        DiffItem.objects.create(name=f"i{number}", owner=owner, sponsor=sponsor)
+    with capture_queries() as captured:
+        [(item.owner.name, item.sponsor.name) for item in DiffItem.objects.all()]  # both
+    relations = {finding.relation: finding for finding in captured.n_plus_one}
+    assert set(relations) == {"testapp.DiffItem.owner", "testapp.DiffItem.sponsor"}
+    assert relations["testapp.DiffItem.owner"].count == 4
+    assert 'select_related("sponsor")' in relations["testapp.DiffItem.sponsor"].suggestion
+
+
+def test_values_per_row_says_a_prefetch_would_not_be_read() -> None:
+    make_library(authors=2, books_per_author=2)
+    with capture_queries() as captured:
+        [list(book.tags.values_list("name", flat=True)) for book in Book.objects.all()]
+    finding = only(captured.n_plus_one)
+    assert finding.relation == "testapp.Book.tags"
+    assert "prefetch_related() cache never serves" in finding.suggestion
+    assert ".prefetch_related(" not in finding.suggestion  # no call that would change nothing

@@ -14,15 +14,17 @@ from typing import Any
 
 from django_dbperf.analysis import relations
 from django_dbperf.analysis.findings import DUPLICATE, N_PLUS_ONE, Finding
-from django_dbperf.analysis.fixes import EagerPath, suggest
+from django_dbperf.analysis.fixes import EagerPath, reshaped_fix, suggest
 from django_dbperf.analysis.provenance import find_source
 from django_dbperf.analysis.relations import EAGER_KINDS, SINGLE_VALUED, Relation
-from django_dbperf.capture import Callsite, QueryRecord, TemplateSite
+from django_dbperf.capture import Callsite, LazyLoad, QueryRecord, TemplateSite
 
 # Transaction control repeats by design (atomic() in a loop): never a finding.
 _CONTROL_VERBS = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT", "SET")
 
-GroupKey = tuple[str, tuple[str, int] | None, TemplateSite | None]
+# Shape, line, template line, and the relation a descriptor named: article.publisher and
+# article.writer.publisher send the same SQL from one line, yet are two loads to fix apart.
+GroupKey = tuple[str, tuple[str, int] | None, TemplateSite | None, Hashable]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -48,11 +50,23 @@ def params_key(params: Any) -> Hashable:
         return ("repr", repr(params))
 
 
+@functools.lru_cache(maxsize=1024)
+def _field(load: LazyLoad) -> Hashable:
+    """The field a lazy load read, by the model that declares it: rows of several subclasses
+    (page types of one page tree) loading an inherited field are one loop."""
+    try:
+        declared_on = load.model._meta.get_field(load.name).model
+    except Exception:
+        declared_on = load.model
+    return (load.kind, declared_on, load.name)
+
+
 def _group(records: Sequence[QueryRecord]) -> dict[GroupKey, list[QueryRecord]]:
     groups: dict[GroupKey, list[QueryRecord]] = {}
     for record in records:
         if not _is_control(record.fingerprint):
-            key = (record.fingerprint, record.callsite_key, record.template)
+            load = record.lazy_load
+            key = (record.fingerprint, record.callsite_key, record.template, load and _field(load))
             groups.setdefault(key, []).append(record)
     return groups
 
@@ -161,6 +175,9 @@ def _fix(
         source = find_source(records, order[id(group[0])], root.model, skip)
     framework = group[0].framework
     ran_by = (framework.module, framework.function) if framework else None
+    if relation is not None and all(r.origin is not None and r.origin.reshaped for r in group):
+        # .values() per row: a prefetch would be loaded and then not read.
+        return reshaped_fix(relation, group[0].callsite, framework)
     return suggest(relation, group[0].fingerprint, eager, source, ran_by)
 
 

@@ -20,6 +20,7 @@ from django_dbperf.analysis.relations import (
     SINGLE_VALUED,
     Relation,
 )
+from django_dbperf.capture import Callsite
 
 HAS_FETCH_MODES = django.VERSION >= (6, 1)
 
@@ -127,6 +128,23 @@ def _by_verb(shape: str) -> str:
         "run one query for all rows before the loop (e.g. .filter(field__in=values) or "
         "in_bulk()) instead of one query per row"
     )
+
+
+def reshaped_fix(relation: Relation, callsite: Callsite | None, framework: Callsite | None) -> str:
+    """Per-row .values()/.values_list() on a relation: a prefetch cannot serve it."""
+    name = relation.name if relation.named else "the relation"
+    fix = (
+        f"each row runs .values()/.values_list() on {name}, which a "
+        f"prefetch_related() cache never serves: prefetch it (ordered with a Prefetch "
+        f"queryset if needed) and read the rows in Python, e.g. [t.name for t in "
+        f"obj.{name}.all()]"
+    )
+    if callsite is None and framework is not None:
+        fix += (
+            f"; the framework code at {framework} does this, so prefetching does not help "
+            "there: change the field that renders it, or ignore this finding"
+        )
+    return fix
 
 
 # Framework functions that load rows one by one, and what to do instead: (module, function).

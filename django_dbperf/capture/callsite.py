@@ -82,6 +82,9 @@ class Origin(NamedTuple):
     prefetch_path: str | None = None
     outer: Origin | None = None
     queryset_type: type[Any] | None = None
+    # Rows reshaped by .values()/.values_list(): such a queryset never reads a
+    # prefetch_related cache.
+    reshaped: bool = False
     # A tuple (not a frozen dataclass): one is made per SELECT a capture sees.
 
 
@@ -139,6 +142,7 @@ def _generic_foreign_key(frame: FrameType) -> LazyLoad | None:
 
 
 Extract = Callable[[FrameType], LazyLoad | None]
+_MODEL_ITERABLE: type[Any] = object  # Django's ModelIterable, set with the special codes
 
 
 def _special_codes() -> dict[int, tuple[CodeType, int, Extract | None]]:
@@ -148,7 +152,7 @@ def _special_codes() -> dict[int, tuple[CodeType, int, Extract | None]]:
         ForwardManyToOneDescriptor,
         ReverseOneToOneDescriptor,
     )
-    from django.db.models.query import QuerySet, prefetch_one_level
+    from django.db.models.query import ModelIterable, QuerySet, prefetch_one_level
     from django.db.models.query_utils import DeferredAttribute
     from django.template.base import Node
 
@@ -160,6 +164,8 @@ def _special_codes() -> dict[int, tuple[CodeType, int, Extract | None]]:
     }
     descriptor = getattr(generic, "GenericForeignKeyDescriptor", generic.GenericForeignKey)
     lazy[descriptor.__get__] = _generic_foreign_key
+    global _MODEL_ITERABLE
+    _MODEL_ITERABLE = ModelIterable
     codes: dict[int, tuple[CodeType, int, Extract | None]] = {}
     for function, extract in lazy.items():
         code = inspect.unwrap(function).__code__
@@ -256,7 +262,9 @@ def _queryset_origin(frame: FrameType) -> Origin | None:
     if query is None or model is None:
         return None
     select_related = getattr(query, "select_related", False)
-    return Origin(model, select_related, queryset_type=type(queryset))
+    iterable = getattr(queryset, "_iterable_class", None)
+    reshaped = isinstance(iterable, type) and not issubclass(iterable, _MODEL_ITERABLE)
+    return Origin(model, select_related, queryset_type=type(queryset), reshaped=reshaped)
 
 
 def _prefetch_path(frame: FrameType) -> str | None:
