@@ -6,8 +6,6 @@ manager. A view's own budget replaces the global ``DBPERF["QUERY_BUDGET"]`` for 
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -15,6 +13,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
+from django_dbperf.decorating import run_inside
 from django_dbperf.inspection import capture_queries
 from django_dbperf.reporting import report_over_budget
 
@@ -103,18 +102,4 @@ class query_budget:
             budget.where = where
             return budget
 
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with fresh():
-                    return await func(*args, **kwargs)
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with fresh():
-                return func(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
+        return run_inside(func, fresh)

@@ -7,14 +7,13 @@ the analysis leaves them out. ``DBPERF["IGNORE"]`` does the same by rule, withou
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from django_dbperf.capture.recorder import excluding_from_findings
+from django_dbperf.decorating import run_inside
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,22 +39,7 @@ class IgnoredQueries:
         self._blocks.pop().__exit__(exc_type, exc, traceback)
 
     def __call__(self, func: F) -> F:
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                # Entered inside the coroutine, so the block lasts for its awaits.
-                with excluding_from_findings():
-                    return await func(*args, **kwargs)
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with excluding_from_findings():
-                return func(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
+        return run_inside(func, excluding_from_findings)
 
 
 @overload
