@@ -145,3 +145,16 @@ def test_callsites_carry_the_module_name() -> None:
     (query,) = captured
     assert query.callsite is not None and query.callsite.module == __name__
     assert sys.modules[__name__].__file__ == query.callsite.path
+
+
+def test_a_framework_only_finding_is_ignored_by_its_page() -> None:
+    """Findings with no project line still know their request (for ignore rules by path)."""
+    from tests.test_ignore import MIDDLEWARE
+
+    make_library(authors=4, books_per_author=1)
+    rules = [{"path": "/testapp/generic/", "reason": "Django's own"}]
+    with override_settings(MIDDLEWARE=MIDDLEWARE, DBPERF={"IGNORE": rules}):
+        with capture_queries() as captured:
+            Client().get("/testapp/generic/")
+        assert len(captured) == 5
+        assert captured.findings == []

@@ -53,7 +53,7 @@ def _models(finding: Finding, request: RequestInfo | None) -> tuple[str | None, 
     # The model the analysis names, and the one the relation belongs to ("app_label.Model.field":
     # labels never contain more dots than that).
     relation = finding.relation
-    return (getattr(finding, "model", None), relation.rsplit(".", 1)[0] if relation else None)
+    return (finding.model, relation.rsplit(".", 1)[0] if relation else None)
 
 
 def _apps(finding: Finding, request: RequestInfo | None) -> tuple[str | None, ...]:
@@ -62,7 +62,7 @@ def _apps(finding: Finding, request: RequestInfo | None) -> tuple[str | None, ..
 
 def _modules(finding: Finding, request: RequestInfo | None) -> tuple[str | None, str | None]:
     # The project's line, and the framework's (Wagtail, the admin) when the finding names one.
-    framework = getattr(finding, "framework", None)
+    framework = finding.framework
     return (
         finding.callsite.module if finding.callsite else None,
         framework.module if framework else None,
@@ -282,13 +282,14 @@ def is_ignored(finding: Finding, request: RequestInfo | None = None) -> bool:
 
 def records_of(finding: Finding, records: Iterable[QueryRecord]) -> list[QueryRecord]:
     """The queries behind ``finding``: its statement shape, from its lines when it names them."""
-    lines = set(getattr(finding, "callsites", ()))  # a duplicate may run from several lines
+    lines = set(finding.callsites)  # a duplicate may run from several lines
     if finding.callsite is not None:
         lines.add(finding.callsite)
     return [
         record
         for record in records
-        if record.fingerprint == finding.fingerprint and (not lines or record.callsite in lines)
+        if record.fingerprint == finding.fingerprint
+        and (not lines or (record.callsite or record.framework) in lines)
     ]
 
 
