@@ -138,6 +138,31 @@ def test_async_orm_calls_are_named_by_the_awaiting_line() -> None:
     assert asyncio.run(run()) == [f"Author {number}" for number in range(4)]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_async_calls_in_other_tasks_are_never_given_the_awaiting_line() -> None:
+    """Children of asyncio.gather() run in tasks of their own: unknown, not the gather line."""
+    make_library(authors=3, books_per_author=1)
+
+    async def load() -> None:
+        with capture_queries() as captured:
+            await asyncio.gather(  # gather-line
+                *(Author.objects.aget(name=f"Author {number}") for number in range(3))
+            )
+        assert len(captured) == 3
+        assert all(query.callsite is None for query in captured)
+
+    async def run() -> None:
+        from asgiref.sync import sync_to_async
+        from django.db import connections
+
+        try:
+            await load()
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    asyncio.run(run())
+
+
 def test_callsites_carry_the_module_name() -> None:
     make_library(authors=1, books_per_author=1)
     with capture_queries() as captured:

@@ -10,6 +10,7 @@ import django
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Prefetch
+from django.test import override_settings
 
 from django_dbperf import capture_queries
 from django_dbperf.analysis import DUPLICATE, Finding
@@ -259,3 +260,23 @@ def test_values_per_row_says_a_prefetch_would_not_be_read() -> None:
     assert finding.relation == "testapp.Book.tags"
     assert "prefetch_related() cache never serves" in finding.suggestion
     assert ".prefetch_related(" not in finding.suggestion  # no call that would change nothing
+
+
+def test_rows_built_by_a_framework_iterable_say_to_query_the_concrete_model() -> None:
+    """select_related on the Place queryset cannot reach rows another queryset loaded."""
+    from tests.dataaccess import SpecificPlaces
+
+    for number in range(4):
+        Restaurant.objects.create(name=f"R{number}", chef=Chef.objects.create(name=f"C{number}"))
+    places = Place.objects.all()
+    places._iterable_class = SpecificPlaces
+    hidden = override_settings(DBPERF={"HIDE_IN_CALLSITES": ["tests.dataaccess"]})
+    with hidden, capture_queries() as captured:
+        [place.chef.name for place in places]  # framework-built
+    finding = only(captured.n_plus_one)
+    assert finding.relation == "testapp.Restaurant.chef"
+    assert (
+        "the Restaurant rows were loaded by the framework while iterating the Place queryset "
+        f"evaluated at {line_of('framework-built')}"
+    ) in finding.suggestion
+    assert 'Restaurant.objects.filter(...).select_related("chef")' in finding.suggestion

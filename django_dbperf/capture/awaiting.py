@@ -11,6 +11,8 @@ still) until the call returns.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -48,6 +50,21 @@ def _frame_and_next(awaitable: Any) -> tuple[FrameType | None, Any]:
     return None, None
 
 
+# How long a worker waits for the awaiting task to suspend (it is still running for a moment
+# after handing the call to the worker): past this the callsite is left unknown, never guessed.
+SUSPEND_WAIT_SECONDS = 0.05
+
+
+def _suspended(coroutine: Any) -> bool:
+    """Wait until ``coroutine`` is suspended: only then does its await chain hold still."""
+    deadline = time.monotonic() + SUSPEND_WAIT_SECONDS
+    while getattr(coroutine, "cr_running", False):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0)  # lets the event loop's thread reach its await
+    return True
+
+
 def awaited_frames() -> list[FrameType]:
     """The awaiting task's coroutine frames, innermost first; empty outside a worker thread."""
     task = _task.get()
@@ -55,9 +72,21 @@ def awaited_frames() -> list[FrameType]:
         return []
     frames: list[FrameType] = []
     awaitable: Any = task.get_coro()
+    if not _suspended(awaitable):
+        return []
     while awaitable is not None and len(frames) < 200:
         frame, awaitable = _frame_and_next(awaitable)
         if frame is not None:
             frames.append(frame)
+    # The chain must end in a sync_to_async call: a task awaiting something else (its children
+    # under asyncio.gather(), which inherited its context) is not the one this worker serves.
+    if not frames or frames[-1].f_code is not _sync_to_async_code():
+        return []
     frames.reverse()
     return frames
+
+
+def _sync_to_async_code() -> Any:
+    from asgiref.sync import SyncToAsync
+
+    return inspect.unwrap(SyncToAsync.__call__).__code__
