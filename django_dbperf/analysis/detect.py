@@ -42,8 +42,19 @@ def _frozen(value: Any) -> Hashable:
     return (type(value), value)
 
 
+_SEQUENCES = (list, tuple)
+
+
 def params_key(params: Any) -> Hashable:
     """The identity of a statement's parameters, for telling repeats from variations."""
+    if type(params) in _SEQUENCES:
+        # The common case, flat values: their types and values, without recursion.
+        flat = (tuple(map(type, params)), tuple(params))
+        try:
+            hash(flat)
+            return flat
+        except TypeError:  # a list parameter (an array): the recursive form below
+            pass
     try:
         return _frozen(params)
     except TypeError:  # an unhashable adapter value: compare its text
@@ -260,15 +271,17 @@ def _analyse(
 ) -> list[Finding]:
     found = _n_plus_one_groups(records, threshold)
     skip = {id(record) for group, _ in found for record in group}
+    duplicated = _duplicate_groups(records, skip) if duplicates else []
+    if not found and not duplicated:
+        return []  # a clean request: no positions to index
     order = {id(record): position for position, record in enumerate(records)}
     findings = []
     if n_plus_one:
         for index, (group, relation) in enumerate(found):
             fix = _fix(records, found, index, order, skip)
             findings.append(_finding(N_PLUS_ONE, group, relation, fix))
-    if duplicates:
-        for group in _duplicate_groups(records, skip):
-            findings.append(_duplicate(records, group, order, skip))
+    for group in duplicated:
+        findings.append(_duplicate(records, group, order, skip))
     return findings
 
 

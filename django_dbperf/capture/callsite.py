@@ -257,14 +257,15 @@ def _template_site(frame: FrameType) -> TemplateSite | None:
 
 def _queryset_origin(frame: FrameType) -> Origin | None:
     queryset = frame.f_locals.get("self")
-    query = getattr(queryset, "query", None)
+    # _query, not the query property: evaluating a queryset has applied its deferred filter.
+    query = getattr(queryset, "_query", None)
     model = getattr(queryset, "model", None)
     if query is None or model is None:
         return None
-    select_related = getattr(query, "select_related", False)
     iterable = getattr(queryset, "_iterable_class", None)
     reshaped = isinstance(iterable, type) and not issubclass(iterable, _MODEL_ITERABLE)
-    return Origin(model, select_related, queryset_type=type(queryset), reshaped=reshaped)
+    # Positional: a NamedTuple's keyword arguments cost more, once per SELECT.
+    return Origin(model, query.select_related, None, None, type(queryset), reshaped)
 
 
 def _prefetch_path(frame: FrameType) -> str | None:
