@@ -183,3 +183,17 @@ def test_a_framework_only_finding_is_ignored_by_its_page() -> None:
             Client().get("/testapp/generic/")
         assert len(captured) == 5
         assert captured.findings == []
+
+
+def test_each_select_knows_its_queryset_after_the_capture_and_then_lets_its_frames_go() -> None:
+    make_library(authors=2, books_per_author=1)
+    with capture_queries() as captured:
+        list(Book.objects.select_related("author"))
+        Author.objects.count()
+    listed, counted = captured.queries
+    assert listed.pending_origin is not None  # frames kept, not read, during the capture
+    origin = listed.origin
+    assert origin is not None and origin.model is Book
+    assert origin.select_related == {"author": {}}
+    assert listed.pending_origin is None  # read once, then released
+    assert counted.origin is None  # count() evaluates no queryset

@@ -31,7 +31,16 @@ from django_dbperf.capture import roots
 from django_dbperf.capture.awaiting import awaited_frames
 from django_dbperf.capture.roots import short_path
 
-__all__ = ["Callsite", "LazyLoad", "Origin", "Stack", "TemplateSite", "inspect_stack", "short_path"]
+__all__ = [
+    "Callsite",
+    "LazyLoad",
+    "Origin",
+    "PendingOrigin",
+    "Stack",
+    "TemplateSite",
+    "inspect_stack",
+    "short_path",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +97,36 @@ class Origin(NamedTuple):
     # A tuple (not a frozen dataclass): one is made per SELECT a capture sees.
 
 
+class PendingOrigin(NamedTuple):
+    """The frames an ``Origin`` is read from, kept until the analysis asks for it.
+
+    Reading a frame's locals costs as much as the rest of the walk, and only a few queries'
+    origins are ever needed (those before an N+1), so the capture keeps the frames of
+    ``QuerySet._fetch_all`` (and of ``prefetch_one_level``) and reads them later: a frame keeps
+    its locals after its function returned. The frames live as long as the record, or until
+    ``resolve()`` has read them.
+    """
+
+    inner: FrameType  # the queryset whose evaluation ran the query
+    outer: FrameType | None  # the queryset being evaluated around it
+    prefetch: FrameType | None  # the prefetch_related lookup being followed between them
+
+    def resolve(self) -> Origin | None:
+        inner = _queryset_origin(self.inner)
+        if inner is None:
+            return None
+        if self.prefetch is not None:
+            inner = inner._replace(prefetch_path=_prefetch_path(self.prefetch))
+        outer = _queryset_origin(self.outer) if self.outer is not None else None
+        return inner if outer is None else inner._replace(outer=outer)
+
+
 class Stack(NamedTuple):
     callsite: Callsite | None  # the first frame of the project's code
     framework: Callsite | None  # the first framework frame below it, when there is one
     lazy_load: LazyLoad | None
     template: TemplateSite | None
-    origin: Origin | None
+    origin: PendingOrigin | None
 
 
 # What a code object is, for the walk.
@@ -283,9 +316,9 @@ def inspect_stack(skip: int = 1) -> Stack:
     framework: Callsite | None = None
     lazy_load: LazyLoad | None = None
     template: TemplateSite | None = None
-    inner: Origin | None = None
-    outer: Origin | None = None
-    prefetch_path: str | None = None
+    inner: FrameType | None = None
+    outer: FrameType | None = None
+    prefetch: FrameType | None = None
     kind_of = _kinds.get
     while frame is not None:
         kind = kind_of(id(frame.f_code))
@@ -295,15 +328,17 @@ def inspect_stack(skip: int = 1) -> Stack:
             frame = frame.f_back
             continue
         if kind == PROJECT:
-            return Stack(_callsite(frame), framework, lazy_load, template, _origin(inner, outer))
+            return Stack(
+                _callsite(frame), framework, lazy_load, template, _pending(inner, outer, prefetch)
+            )
         if kind == FRAMEWORK:
             if framework is None:
                 framework = _callsite(frame)
         elif kind == FETCH_ALL:
             if inner is None:
-                inner = _queryset_origin(frame)
+                inner = frame
             elif outer is None:
-                outer = _queryset_origin(frame)
+                outer = frame
         elif kind == LAZY_LOAD:
             if lazy_load is None:
                 lazy_load = _extractors[id(frame.f_code)](frame)
@@ -311,20 +346,21 @@ def inspect_stack(skip: int = 1) -> Stack:
             if template is None:
                 template = _template_site(frame)
         elif kind == PREFETCH:
-            if prefetch_path is None and inner is not None and outer is None:
-                prefetch_path = _prefetch_path(frame)
-                inner = inner._replace(prefetch_path=prefetch_path)
+            if prefetch is None and inner is not None and outer is None:
+                prefetch = frame
         elif kind == THREAD:
             callsite = _from_awaiting_task()
-            return Stack(callsite, framework, lazy_load, template, _origin(inner, outer))
+            return Stack(callsite, framework, lazy_load, template, _pending(inner, outer, prefetch))
         else:  # BOUNDARY: what sent the request is not where the query came from
             break
         frame = frame.f_back
-    return Stack(None, framework, lazy_load, template, _origin(inner, outer))
+    return Stack(None, framework, lazy_load, template, _pending(inner, outer, prefetch))
 
 
-def _origin(inner: Origin | None, outer: Origin | None) -> Origin | None:
-    return inner if inner is None or outer is None else inner._replace(outer=outer)
+def _pending(
+    inner: FrameType | None, outer: FrameType | None, prefetch: FrameType | None
+) -> PendingOrigin | None:
+    return None if inner is None else PendingOrigin(inner, outer, prefetch)
 
 
 def _from_awaiting_task() -> Callsite | None:

@@ -21,7 +21,14 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_dbperf.capture.awaiting import remembering_task
-from django_dbperf.capture.callsite import Callsite, LazyLoad, Origin, TemplateSite, inspect_stack
+from django_dbperf.capture.callsite import (
+    Callsite,
+    LazyLoad,
+    Origin,
+    PendingOrigin,
+    TemplateSite,
+    inspect_stack,
+)
 from django_dbperf.capture.fetch_mode import fetching
 from django_dbperf.capture.fingerprint import fingerprint
 from django_dbperf.capture.request import RequestInfo
@@ -30,6 +37,9 @@ logger = logging.getLogger("django_dbperf")
 
 # Queries nobody wrote: contrib.postgres looks up type OIDs on every new connection.
 IGNORED_SQL = frozenset({"SELECT oid, typarray FROM pg_type WHERE typname = %s"})
+
+
+_UNREAD = object()  # QueryRecord.origin not read from its frames yet
 
 
 @dataclass(slots=True, eq=False)
@@ -46,9 +56,21 @@ class QueryRecord:
     lazy_load: LazyLoad | None = None
     template: TemplateSite | None = None
     framework: Callsite | None = None  # the framework line that ran it (Wagtail, admin, DRF)
-    origin: Origin | None = None  # the queryset whose evaluation ran it
+    pending_origin: PendingOrigin | None = None  # read into ``origin`` when first asked
     request: RequestInfo | None = None  # set by QueryCountMiddleware once the response is made
     ignored: bool = False  # run inside ignore_queries(): counted, never part of a finding
+
+    _origin: Any = field(default=_UNREAD, init=False, repr=False)
+
+    @property
+    def origin(self) -> Origin | None:
+        """The queryset whose evaluation ran this query (read from its frames once)."""
+        origin = self._origin
+        if origin is _UNREAD:
+            pending = self.pending_origin
+            origin = self._origin = pending.resolve() if pending is not None else None
+            self.pending_origin = None  # the frames are not needed any more
+        return origin  # type: ignore[no-any-return]
 
     @property
     def duration_ms(self) -> float:
