@@ -99,10 +99,9 @@ def _relation(group: list[QueryRecord]) -> Relation | None:
     return relations.from_sql(group[0].fingerprint, group[0].params)
 
 
-def _sites(group: Sequence[QueryRecord]) -> tuple[Callsite, ...]:
+def sites(group: Sequence[QueryRecord]) -> tuple[Callsite, ...]:
     """Every line that ran the group, in order: the project's, else the framework's."""
-    sites = (record.callsite or record.framework for record in group)
-    return tuple(dict.fromkeys(site for site in sites if site is not None))
+    return tuple(dict.fromkeys(record.site for record in group if record.site is not None))
 
 
 def _framework(record: QueryRecord) -> Callsite | None:
@@ -206,7 +205,7 @@ def _finding(kind: str, group: list[QueryRecord], relation: Relation | None, fix
         total_ms=sum(record.duration_ms for record in group),
         model=relation.model_label if relation else None,
         framework=_framework(first),
-        callsites=_sites(group),
+        callsites=sites(group),
     )
 
 

@@ -288,8 +288,7 @@ def records_of(finding: Finding, records: Iterable[QueryRecord]) -> list[QueryRe
     return [
         record
         for record in records
-        if record.fingerprint == finding.fingerprint
-        and (not lines or (record.callsite or record.framework) in lines)
+        if record.fingerprint == finding.fingerprint and (not lines or record.site in lines)
     ]
 
 

@@ -226,11 +226,6 @@ def _index() -> _Index:
     return index
 
 
-def forget() -> None:
-    """Drop the index (models changed: tests that create models at run time)."""
-    _index.cache_clear()
-
-
 def _flat(params: Any) -> set[Any]:
     if isinstance(params, dict):
         params = list(params.values())
@@ -281,11 +276,12 @@ def from_sql(shape: str, params: Any = None) -> Relation | None:
         for candidate in index.get(condition, ())
         if _matches(candidate, main, filtered)
     ]
-    # The most specific reading first: a generic relation (content type *and* object id) before
-    # the plain foreign key to ContentType; a filter on the FROM table before a joined one.
-    candidates.sort(key=lambda c: (not c.also, c.main_table is None))
-    best = [c for c in candidates if _rank(c) == _rank(candidates[0])] if candidates else []
-    return _choose(best, params) if candidates else None
+    if not candidates:
+        return None
+    # The most specific readings: a generic relation (content type *and* object id) before the
+    # plain foreign key to ContentType; a filter on the FROM table before a joined one.
+    best = min(map(_rank, candidates))
+    return _choose([c for c in candidates if _rank(c) == best], params)
 
 
 def _rank(candidate: _Candidate) -> tuple[bool, bool]:
@@ -323,7 +319,6 @@ __all__ = [
     "REVERSE_ONE_TO_ONE",
     "SINGLE_VALUED",
     "Relation",
-    "forget",
     "from_lazy_load",
     "from_sql",
 ]

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from django_dbperf.analysis.detect import sites
 from django_dbperf.analysis.findings import Finding
 from django_dbperf.analysis.sql_text import fingerprint_id, shorten_sql
 from django_dbperf.capture import QueryRecord
@@ -36,11 +37,6 @@ class ShapeGroup:
         return fingerprint_id(self.fingerprint)
 
 
-def _sites(group: Sequence[QueryRecord]) -> list[object]:
-    """The project's line of each query, else the framework's."""
-    return [record.callsite or record.framework for record in group]
-
-
 def group_by_shape(records: Sequence[QueryRecord]) -> list[ShapeGroup]:
     """One group per fingerprint, most frequent first (then in the order first run)."""
     members: dict[str, list[QueryRecord]] = {}
@@ -51,7 +47,7 @@ def group_by_shape(records: Sequence[QueryRecord]) -> list[ShapeGroup]:
             fingerprint=shape,
             count=len(group),
             example=group[0].sql,
-            callsites=tuple(dict.fromkeys(str(site) for site in _sites(group) if site)),
+            callsites=tuple(str(site) for site in sites(group)),
             total_ms=sum(record.duration_ms for record in group),
         )
         for shape, group in members.items()

@@ -52,7 +52,7 @@ def _frame_and_next(awaitable: Any) -> tuple[FrameType | None, Any]:
 
 # How long a worker waits for the awaiting task to suspend (it is still running for a moment
 # after handing the call to the worker): past this the callsite is left unknown, never guessed.
-SUSPEND_WAIT_SECONDS = 0.05
+SUSPEND_WAIT_SECONDS = 0.5
 
 
 def _suspended(coroutine: Any) -> bool:

@@ -178,7 +178,8 @@ Extract = Callable[[FrameType], LazyLoad | None]
 _MODEL_ITERABLE: type[Any] = object  # Django's ModelIterable, set with the special codes
 
 
-def _special_codes() -> dict[int, tuple[CodeType, int, Extract | None]]:
+def _learn_special_codes() -> None:
+    """Classify the Django frames the walk reads (and the ones it stops at)."""
     from django.contrib.contenttypes import fields as generic
     from django.core.handlers.base import BaseHandler
     from django.db.models.fields.related_descriptors import (
@@ -199,10 +200,9 @@ def _special_codes() -> dict[int, tuple[CodeType, int, Extract | None]]:
     lazy[descriptor.__get__] = _generic_foreign_key
     global _MODEL_ITERABLE
     _MODEL_ITERABLE = ModelIterable
-    codes: dict[int, tuple[CodeType, int, Extract | None]] = {}
     for function, extract in lazy.items():
         code = inspect.unwrap(function).__code__
-        codes[id(code)] = (code, LAZY_LOAD, extract)
+        _kinds[id(code)], _codes[id(code)], _extractors[id(code)] = LAZY_LOAD, code, extract
     kinds: list[tuple[Any, int]] = [
         (Node.render_annotated, TEMPLATE),
         (QuerySet._fetch_all, FETCH_ALL),
@@ -218,8 +218,7 @@ def _special_codes() -> dict[int, tuple[CodeType, int, Extract | None]]:
         pass
     for function, kind in kinds:
         code = inspect.unwrap(function).__code__
-        codes[id(code)] = (code, kind, None)
-    return codes
+        _kinds[id(code)], _codes[id(code)] = kind, code
 
 
 # Keyed by id(): hashing a code object hashes its bytecode, microseconds per Django frame.
@@ -241,10 +240,7 @@ def forget_classification(**kwargs: object) -> None:
 
 def _classify(frame: FrameType) -> int:
     if not _codes:
-        for code_id, (code, kind, extract) in _special_codes().items():
-            _kinds[code_id], _codes[code_id] = kind, code
-            if extract is not None:
-                _extractors[code_id] = extract
+        _learn_special_codes()
         known = _kinds.get(id(frame.f_code))
         if known is not None:
             return known

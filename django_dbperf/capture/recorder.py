@@ -77,9 +77,13 @@ class QueryRecord:
         return self.duration * 1000
 
     @property
-    def callsite_key(self) -> tuple[str, int] | None:
+    def site(self) -> Callsite | None:
         """The line the query is attributed to: the project's, else the framework's."""
-        site = self.callsite or self.framework
+        return self.callsite or self.framework
+
+    @property
+    def callsite_key(self) -> tuple[str, int] | None:
+        site = self.site
         return (site.path, site.line) if site else None
 
 
