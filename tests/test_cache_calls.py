@@ -117,7 +117,14 @@ def test_switched_off_it_computes_every_time(library: list[Book], cache_alias: s
         assert queries(lambda: titles_of(1))[1] == 1
 
 
-def test_lock_lets_one_caller_compute(postgres: None, library: list[Book], on_redis: None) -> None:
+def test_lock_lets_one_caller_compute(
+    postgres: None, library: list[Book], on_redis: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_dbperf.cache import queryset
+
+    # Waiters give up after WAIT_SECONDS and compute too; on a loaded machine the holder can
+    # take longer than that. This test is about the lock, so they wait as long as it takes.
+    monkeypatch.setattr(queryset, "WAIT_SECONDS", 60.0)
     computed: list[int] = []
     results: list[int] = []
     gate = threading.Barrier(4)
@@ -163,3 +170,31 @@ def test_closures_need_a_key_naming_what_they_close_over(library: list[Book]) ->
 def test_key_must_be_a_non_empty_string() -> None:
     with pytest.raises(TypeError, match=r"key=\.\.\.\) must be a non-empty str"):
         cached_as(Book, key="")
+
+
+def test_a_result_stored_just_before_the_lock_is_served_not_recomputed(
+    library: list[Book], on_redis: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving that made two callers compute: B looks (miss), A computes, stores and
+    releases, then B takes the free lock. B must look again under the lock."""
+    from django_dbperf.cache.store import STORE
+
+    computed: list[int] = []
+
+    @cached_as(Book, lock=True, key="count before the lock")
+    def count() -> int:
+        computed.append(1)
+        return Book.objects.count()
+
+    real_acquire = STORE.acquire
+    interleaved: list[int] = []
+
+    def acquire_after_another_caller(entry: str, seconds: float) -> bool:
+        if not interleaved:  # B, after its miss: A runs start to finish first
+            interleaved.append(0)
+            interleaved.append(count())
+        return real_acquire(entry, seconds)
+
+    monkeypatch.setattr(STORE, "acquire", acquire_after_another_caller)
+    assert count() == 6 and interleaved == [0, 6]
+    assert len(computed) == 1  # A computed; B found A's result under the lock

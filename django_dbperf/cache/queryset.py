@@ -162,6 +162,12 @@ def wait_for_recompute(
         found = STORE.lookup(entry, tables, tags, narrow)
         if found is not None and found.hit:
             return False, found
+    # The holder may have stored and released between our last look and the lock: look
+    # once more under the lock, or its result is computed twice.
+    found = STORE.lookup(entry, tables, tags, narrow)
+    if found is not None and found.hit:
+        STORE.release(entry)
+        return False, found
     return True, None
 
 
