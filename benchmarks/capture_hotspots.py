@@ -265,7 +265,7 @@ def measure_request_costs() -> None:
 
         def finished(c: Any = captured, r: Any = request) -> None:
             c.__dict__.pop("findings", None)  # as a fresh request: findings computed again
-            middleware.finish(r, HttpResponse("ok"), c, config, budget_declared=False)
+            middleware.finish(r, HttpResponse("ok"), c, config, 1.0, False)
 
         label = f"middleware finish() (incl. analysis), /{view.__name__}/"
         print(f"  {label:<48} {_per_call_us(finished):7.1f}")

@@ -62,6 +62,8 @@ CHECKS: dict[str, str] = {
     "dbperf.E013": '``DBPERF["PROJECT_ROOTS"]`` or ``DBPERF["HIDE_IN_CALLSITES"]`` has an entry '
     "that is not a string (or, for ``PROJECT_ROOTS``, a ``pathlib.Path``), or a "
     "``PROJECT_ROOTS`` path that is not an existing directory.",
+    "dbperf.E014": '``STATS["DATABASE"]`` names a database that is not in ``DATABASES``, or '
+    '``STATS["REDACT_COLUMNS"]`` has an entry that is not a non-empty string.',
     "dbperf.W001": "``QueryCountMiddleware`` comes after middleware that runs queries "
     "outside the view, so those queries are not counted.",
     "dbperf.W002": "nplusone is enabled on Django 6.1 or later without django_dbperf's "
@@ -256,6 +258,36 @@ def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMe
     if isinstance(rules, list | tuple):  # else reported as a type error (dbperf.E003)
         errors.extend(_check_ignore_rules(rules))
     errors.extend(_check_project_code(given))
+    stats = given.get("STATS")
+    if isinstance(stats, dict):
+        errors.extend(_check_stats(stats))
+    return errors
+
+
+def _check_stats(stats: Mapping[str, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    database = stats.get("DATABASE")
+    if isinstance(database, str) and database not in settings.DATABASES:
+        errors.append(
+            Error(
+                f'{SETTING_NAME}["STATS"]["DATABASE"] is {database!r}, but DATABASES has no '
+                "such alias.",
+                hint=f"Known aliases: {', '.join(sorted(settings.DATABASES))}.",
+                id="dbperf.E014",
+            )
+        )
+    patterns = stats.get("REDACT_COLUMNS")
+    if isinstance(patterns, list | tuple):
+        for index, pattern in enumerate(patterns):
+            if not isinstance(pattern, str) or not pattern:
+                errors.append(
+                    Error(
+                        f'{SETTING_NAME}["STATS"]["REDACT_COLUMNS"][{index}] is '
+                        f"{_describe(pattern)}; it must be a column-name pattern such as "
+                        '"*password*".',
+                        id="dbperf.E014",
+                    )
+                )
     return errors
 
 

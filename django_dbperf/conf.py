@@ -35,6 +35,58 @@ class Option:
     value_option: Option | None = None
 
 
+STATS_OPTIONS: dict[str, Option] = {
+    "ENABLED": Option(
+        default=True,
+        types=(bool,),
+        help="Keep statistics of the queries of sampled requests (per statement shape, view "
+        "and line) and write them to the database in the background. False keeps nothing.",
+    ),
+    "DATABASE": Option(
+        default="default",
+        types=(str,),
+        help="The ``DATABASES`` alias that holds the statistics tables (run ``migrate`` for "
+        "``django_dbperf`` there). Writes go through a connection of their own, never inside "
+        "a request or a user's transaction.",
+    ),
+    "FLUSH_INTERVAL_S": Option(
+        default=60.0,
+        types=(int, float),
+        minimum=1.0,
+        help="Seconds between two writes of a process's buffered statistics (one batched "
+        "write per interval, from a background thread, and one at process exit).",
+    ),
+    "MAX_FINGERPRINTS": Option(
+        default=5000,
+        types=(int,),
+        minimum=1,
+        help="Most statement shapes a process buffers between two flushes. Queries of further "
+        "shapes are counted as overflow (shown in the admin), never kept: memory stays bounded.",
+    ),
+    "RETENTION_DAYS": Option(
+        default=14,
+        types=(int,),
+        minimum=1,
+        help="Days of hourly history kept per statement shape; ``dbperf_prune`` (and each "
+        "flush, once an hour) deletes older hours.",
+    ),
+    "STORE_PARAMS": Option(
+        default=False,
+        types=(bool,),
+        help="Keep one sample of each shape's parameter values (for EXPLAIN with real values). "
+        "Off by default: values can be personal data. When on, values of columns matching "
+        "``REDACT_COLUMNS``, and values whose column cannot be told, are stored masked.",
+    ),
+    "REDACT_COLUMNS": Option(
+        default=None,
+        types=(list, tuple),
+        nullable=True,
+        help="Column-name patterns (``fnmatch`` globs, case-insensitive) whose values are "
+        "never stored, with ``STORE_PARAMS``. ``None`` means the built-in list (``*password*``, "
+        "``*token*``, ``*secret*``, ``*email*`` and similar).",
+    ),
+}
+
 CACHE_OPTIONS: dict[str, Option] = {
     "ENABLED": Option(
         default=True,
@@ -208,6 +260,12 @@ OPTIONS: dict[str, Option] = {
         "requests through ``QueryCountMiddleware`` (also inside test captures); they never "
         "match other findings. Values are strings; there is no shorthand for a rule. Queries "
         "inside ``django_dbperf.ignore_queries()`` are counted but never part of a finding.",
+    ),
+    "STATS": Option(
+        default={},
+        types=(dict,),
+        options=STATS_OPTIONS,
+        help="The statistics store behind the admin pages; a dict of the keys below.",
     ),
     "CACHE": Option(
         default=None,

@@ -2,7 +2,7 @@
 
 A sampled request runs inside ``capture_queries()``; an unsampled one pays a call to
 ``random.random()``. The middleware never queries the database itself: slow queries go to the
-statistics store's in-memory intake through one function call.
+statistics store's in-memory buffer through one function call, and slow ones are logged.
 """
 
 from __future__ import annotations
@@ -20,19 +20,22 @@ from django_dbperf.capture.request import RequestInfo
 from django_dbperf.conf import get_config
 from django_dbperf.exceptions import NPlusOneError, QueryBudgetExceeded
 from django_dbperf.inspection import capture_queries
-from django_dbperf.reporting import logger, report_findings, report_over_budget
-from django_dbperf.stats import submit_slow_queries
+from django_dbperf.reporting import logger, report_findings, report_over_budget, report_slow
+from django_dbperf.stats import record_request
 
 QUERY_COUNT_HEADER = "X-DB-Query-Count"
 
 
-def _sampled(config: Mapping[str, Any]) -> bool:
-    """Capture this request? Always inside a capture (a test's assertion): its findings then
-    know the request, for ignore rules by path or view."""
+def _sampled(config: Mapping[str, Any]) -> float:
+    """How many requests this one stands for when captured (``1 / SAMPLE_RATE``); 0.0 when
+    it is not captured. Inside a capture (a test's assertion) it is always captured, standing
+    for itself: its findings then know the request, for ignore rules by path or view."""
     rate = config["SAMPLE_RATE"]
     if not config["ENABLED"]:
-        return False
-    return rate >= 1 or is_capturing() or random.random() < rate
+        return 0.0
+    if rate >= 1 or is_capturing():
+        return 1.0
+    return 1.0 / rate if random.random() < rate else 0.0
 
 
 def _where(request: HttpRequest) -> str:
@@ -62,21 +65,23 @@ class QueryCountMiddleware:
         if self.is_async:
             return self.__acall__(request)
         config = get_config()
-        if not _sampled(config):
+        weight = _sampled(config)
+        if not weight:
             return self.get_response(request)
         with budget_scope() as scope, capture_queries() as captured:
             response = self.get_response(request)
-        self.safely_finish(request, response, captured, config, budget_declared=scope.declared)
+        self.safely_finish(request, response, captured, config, weight, scope.declared)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         config = get_config()
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
-        if not _sampled(config):
+        weight = _sampled(config)
+        if not weight:
             return await get_response(request)
         with budget_scope() as scope, capture_queries() as captured:
             response = await get_response(request)
-        self.safely_finish(request, response, captured, config, budget_declared=scope.declared)
+        self.safely_finish(request, response, captured, config, weight, scope.declared)
         return response
 
     def safely_finish(self, *args: Any, **kwargs: Any) -> None:
@@ -94,7 +99,7 @@ class QueryCountMiddleware:
         response: HttpResponseBase,
         captured: capture_queries,
         config: Mapping[str, Any],
-        *,
+        weight: float,
         budget_declared: bool,
     ) -> None:
         """Headers, slow queries, findings and the global budget, for one captured request."""
@@ -103,15 +108,18 @@ class QueryCountMiddleware:
         where = _where(request)
         view = getattr(getattr(request, "resolver_match", None), "view_name", None) or None
         slow_seconds = config["SLOW_QUERY_MS"] / 1000
-        slow = [query for query in captured.queries if query.duration >= slow_seconds]
-        if slow:
-            submit_slow_queries(slow, path=request.path, view=view)
+        for query in captured.queries:
+            if query.duration >= slow_seconds:
+                report_slow(query, view, where)
         # Stamped before the findings are read, so DBPERF["IGNORE"]'s path and view rules apply
         # here and in every capture around this request (the records are shared).
         stamp = RequestInfo(request.path, view)
         for query in captured.queries:
             query.request = stamp
-        report_findings(captured.findings, where)
+        findings = captured.findings
+        # Recorded before reporting: raise mode ends finish() there.
+        record_request(captured.queries, findings, view=view or "", sample_rate=1.0 / weight)
+        report_findings(findings, where)
         budget = config["QUERY_BUDGET"]
         if budget is not None and not budget_declared:
             report_over_budget(budget_problems(captured, budget, None), captured.queries, where)

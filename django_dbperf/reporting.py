@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from django_dbperf.analysis import Finding
+from django_dbperf.analysis.sql_text import fingerprint_id, shorten_sql
 from django_dbperf.capture import QueryRecord
 from django_dbperf.conf import get_config
 from django_dbperf.exceptions import NPlusOneError, NPlusOneWarning, QueryBudgetExceeded
@@ -98,3 +99,26 @@ def report_over_budget(problems: Sequence[str], records: Sequence[QueryRecord], 
     if get_config()["ON_NPLUSONE"] == "raise":
         raise QueryBudgetExceeded(message)
     logger.warning(message, extra={"dbperf": {"where": where, "problems": list(problems)}})
+
+
+def report_slow(query: QueryRecord, view: str | None, where: str) -> None:
+    """One log line per slow query: how long, which shape, which view and line."""
+    site = query.site
+    details = {
+        "duration_ms": round(query.duration_ms, 3),
+        "fingerprint_id": fingerprint_id(query.fingerprint),
+        "alias": query.alias,
+        "view": view,
+        "callsite": str(site) if site else None,
+        "where": where,
+    }
+    logger.warning(
+        "Slow query: %.1f ms, shape %s on %r, view %s, at %s: %s",
+        query.duration_ms,
+        details["fingerprint_id"],
+        query.alias,
+        view or "-",
+        details["callsite"] or "an unknown line",
+        shorten_sql(query.sql),
+        extra={"dbperf": details},
+    )

@@ -219,6 +219,7 @@ def test_w001_not_raised(middleware: list[str]) -> None:
 
 
 @override_settings(DBPERF={"SAMPLE_RATE": "all"})
+@pytest.mark.django_db(databases="__all__")  # JSONFields ask each database about support
 def test_manage_py_check_fails_on_bad_settings() -> None:
     with pytest.raises(SystemCheckError) as err:
         call_command("check")
@@ -226,6 +227,7 @@ def test_manage_py_check_fails_on_bad_settings() -> None:
     assert "SAMPLE_RATE" in str(err.value)
 
 
+@pytest.mark.django_db(databases="__all__")
 @override_settings(DBPERF={"SAMPLE_RATE": "all"}, SILENCED_SYSTEM_CHECKS=["dbperf.E003"])
 def test_checks_can_be_silenced_by_id() -> None:
     call_command("check")
@@ -418,3 +420,22 @@ def test_e013_project_roots_and_hidden_modules_name_the_entry() -> None:
     )
     assert errors[1].msg.startswith("DBPERF[\"PROJECT_ROOTS\"][2] is '/no/such/directory'")
     assert errors[2].msg.startswith('DBPERF["HIDE_IN_CALLSITES"][0] is')
+
+
+@override_settings(
+    DBPERF={"STATS": {"DATABASE": "stats", "REDACT_COLUMNS": ["*password*", ""], "MAX": 1}}
+)
+def test_e014_stats_database_and_redaction_patterns_name_the_key() -> None:
+    errors = check_settings()
+    assert [error.id for error in errors] == ["dbperf.E002", "dbperf.E014", "dbperf.E014"]
+    assert errors[1].msg == (
+        "DBPERF[\"STATS\"][\"DATABASE\"] is 'stats', but DATABASES has no such alias."
+    )
+    assert errors[2].msg.startswith('DBPERF["STATS"]["REDACT_COLUMNS"][1] is')
+
+
+@override_settings(DBPERF={"STATS": {"FLUSH_INTERVAL_S": 0, "STORE_PARAMS": "yes"}})
+def test_stats_options_are_checked_like_every_other_key() -> None:
+    errors = check_settings()
+    assert [error.id for error in errors] == ["dbperf.E004", "dbperf.E003"]
+    assert errors[0].msg == "DBPERF['STATS']['FLUSH_INTERVAL_S'] is 0; it must be at least 1.0."

@@ -59,6 +59,7 @@ class QueryRecord:
     pending_origin: PendingOrigin | None = None  # read into ``origin`` when first asked
     request: RequestInfo | None = None  # set by QueryCountMiddleware once the response is made
     ignored: bool = False  # run inside ignore_queries(): counted, never part of a finding
+    rows: int = -1  # the driver's row count (SQLite reports none for a SELECT: -1)
 
     _origin: Any = field(default=_UNREAD, init=False, repr=False)
 
@@ -122,18 +123,24 @@ def capture_wrapper(
     finally:
         duration = time.perf_counter() - started
         try:
-            _record(recorders, sql, params, many, context["connection"].alias, duration)
+            _record(recorders, sql, params, many, duration, context)
         except Exception:
             # A bug in the capture must never fail the query it observes.
             logger.exception("django_dbperf could not record a query; it ran normally")
 
 
 def _record(
-    recorders: tuple[Recorder, ...], sql: str, params: Any, many: bool, alias: str, duration: float
+    recorders: tuple[Recorder, ...],
+    sql: str,
+    params: Any,
+    many: bool,
+    duration: float,
+    context: dict[str, Any],
 ) -> None:
     shape = fingerprint(sql)  # hashes sql once; the IGNORED_SQL test below reuses it
     if sql in IGNORED_SQL:
         return
+    alias = context["connection"].alias
     # skip=2: this frame and the wrapper's; the walk starts at Django's cursor code.
     stack = inspect_stack(skip=2)
     record = QueryRecord(
@@ -148,6 +155,9 @@ def _record(
         stack.template,
         stack.framework,
         stack.origin,
+        None,
+        False,
+        _row_count(context["cursor"]),
     )
     if len(recorders) == 1 and recorders[0].using is None:
         recorders[0].records.append(record)
@@ -155,6 +165,16 @@ def _record(
     for recorder in recorders:
         if recorder.wants(alias):
             recorder.records.append(record)
+
+
+def _row_count(cursor: Any) -> int:
+    """Rows the statement returned or changed, when the driver tells (after a failed
+    statement, or on SQLite for a SELECT, it does not)."""
+    try:
+        count = cursor.cursor.rowcount
+    except Exception:
+        return -1
+    return count if isinstance(count, int) else -1
 
 
 def install(connection: BaseDatabaseWrapper, **kwargs: object) -> None:

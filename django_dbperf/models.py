@@ -1,0 +1,13 @@
+"""The app's models: the statistics store's tables (defined in ``stats/models.py``)."""
+
+from __future__ import annotations
+
+from django_dbperf.stats.models import (
+    FindingStat,
+    QueryShape,
+    QueryShapeHour,
+    QueryShapeSite,
+    StoreCounter,
+)
+
+__all__ = ["FindingStat", "QueryShape", "QueryShapeHour", "QueryShapeSite", "StoreCounter"]

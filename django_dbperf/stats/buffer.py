@@ -1,0 +1,237 @@
+"""The in-process buffer: per statement shape, view and line, totals since the last flush.
+
+A sampled request adds its queries here in one call, under one lock, without any I/O; the
+flusher (``flusher.py``) takes the whole buffer and writes it. Memory is bounded: at most
+``MAX_FINGERPRINTS`` shapes are kept between two flushes, and queries of further shapes are
+only counted (``overflow``). Counts of sampled requests are scaled by ``1 / SAMPLE_RATE`` into
+estimates (``calls``, ``total_ms``, ``rows``); ``sampled`` keeps what was really seen.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django_dbperf.capture import Callsite, QueryRecord
+from django_dbperf.stats import histogram
+from django_dbperf.stats.histogram import Histogram
+
+HOUR = 3600
+
+ShapeKey = tuple[str, str]  # (alias, fingerprint)
+HourKey = tuple[str, str, int]  # (alias, fingerprint, hour start in epoch seconds)
+# (alias, fingerprint, view name, project line, framework line)
+SiteKey = tuple[str, str, str, Callsite | None, Callsite | None]
+# (kind, fingerprint, line, relation or model, view name)
+FindingKey = tuple[str, str, Callsite | None, str, str]
+
+
+@dataclass(slots=True)
+class Totals:
+    """Additive counters of one shape (overall or in one hour) or one (shape, view, line)."""
+
+    calls: float = 0.0  # estimated: sampled calls scaled by 1 / SAMPLE_RATE
+    sampled: int = 0
+    total_ms: float = 0.0  # estimated like calls
+    max_ms: float = 0.0
+    rows: float = 0.0  # estimated; only statements whose driver reported a row count
+    histogram: Histogram = field(default_factory=dict)  # sampled durations
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+
+    def add(self, ms: float, rows: int, weight: float, now: float) -> None:
+        self.calls += weight
+        self.sampled += 1
+        self.total_ms += ms * weight
+        if ms > self.max_ms:
+            self.max_ms = ms
+        if rows > 0:
+            self.rows += rows * weight
+        histogram.add(self.histogram, ms)
+        if not self.first_seen:
+            self.first_seen = now
+        self.last_seen = now
+
+    def merge(self, other: Totals) -> None:
+        self.calls += other.calls
+        self.sampled += other.sampled
+        self.total_ms += other.total_ms
+        self.max_ms = max(self.max_ms, other.max_ms)
+        self.rows += other.rows
+        histogram.merge(self.histogram, other.histogram)
+        self.first_seen = min(filter(None, (self.first_seen, other.first_seen)), default=0.0)
+        self.last_seen = max(self.last_seen, other.last_seen)
+
+
+@dataclass(slots=True)
+class Shape:
+    """A statement shape's totals, with one sample of what ran."""
+
+    sql: str  # a statement as sent, with placeholders
+    params: list[Any] | None  # redacted sample values, only with STORE_PARAMS
+    totals: Totals = field(default_factory=Totals)
+    nplusone: int = 0  # N+1 findings (one per request and line) this shape was part of
+    duplicates: int = 0
+
+
+@dataclass(slots=True)
+class FindingTotals:
+    suggestion: str
+    occurrences: int = 0  # requests it was found in (sampled)
+    queries: int = 0  # queries it cost in those requests (sampled)
+    total_ms: float = 0.0
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+
+
+@dataclass
+class Batch:
+    """What one flush writes: everything buffered since the previous one."""
+
+    shapes: dict[ShapeKey, Shape] = field(default_factory=dict)
+    hours: dict[HourKey, Totals] = field(default_factory=dict)
+    sites: dict[SiteKey, Totals] = field(default_factory=dict)
+    findings: dict[FindingKey, FindingTotals] = field(default_factory=dict)
+    overflow: int = 0  # queries not kept: their shape did not fit under MAX_FINGERPRINTS
+
+    def __bool__(self) -> bool:
+        return bool(self.shapes or self.findings or self.overflow)
+
+    def merge(self, other: Batch, max_shapes: int) -> None:
+        """Add ``other`` (a batch whose flush failed) back, within the same bound."""
+        dropped: set[ShapeKey] = set()
+        for key, shape in other.shapes.items():
+            mine = self.shapes.get(key)
+            if mine is None:
+                if len(self.shapes) >= max_shapes:
+                    dropped.add(key)
+                    self.overflow += shape.totals.sampled
+                    continue
+                self.shapes[key] = shape
+                continue
+            mine.totals.merge(shape.totals)
+            mine.nplusone += shape.nplusone
+            mine.duplicates += shape.duplicates
+        for hour_key, totals in other.hours.items():
+            if hour_key[:2] not in dropped:
+                _merge_into(self.hours, hour_key, totals)
+        for site_key, totals in other.sites.items():
+            if site_key[:2] not in dropped:
+                _merge_into(self.sites, site_key, totals)
+        for finding_key, found in other.findings.items():
+            mine_found = self.findings.setdefault(finding_key, FindingTotals(found.suggestion))
+            mine_found.occurrences += found.occurrences
+            mine_found.queries += found.queries
+            mine_found.total_ms += found.total_ms
+            mine_found.first_seen = min(
+                filter(None, (mine_found.first_seen, found.first_seen)), default=0.0
+            )
+            mine_found.last_seen = max(mine_found.last_seen, found.last_seen)
+        self.overflow += other.overflow
+
+
+def _merge_into(table: dict[Any, Totals], key: Any, totals: Totals) -> None:
+    mine = table.get(key)
+    if mine is None:
+        table[key] = totals
+    else:
+        mine.merge(totals)
+
+
+ParamsSample = Callable[[QueryRecord], list[Any] | None]
+
+
+class Buffer:
+    """The process's buffer; ``take()`` hands its contents to a flush and starts afresh."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._batch = Batch()
+
+    def record(
+        self,
+        queries: Sequence[QueryRecord],
+        findings: Iterable[Any],
+        *,
+        view: str,
+        weight: float,
+        max_shapes: int,
+        sample_params: ParamsSample | None = None,
+    ) -> None:
+        """Add one sampled request's queries and findings (``weight`` = 1 / SAMPLE_RATE)."""
+        now = time.time()
+        hour = int(now // HOUR * HOUR)
+        with self._lock:
+            batch = self._batch
+            shapes, hours, sites = batch.shapes, batch.hours, batch.sites
+            for query in queries:
+                key = (query.alias, query.fingerprint)
+                shape = shapes.get(key)
+                if shape is None:
+                    if len(shapes) >= max_shapes:
+                        batch.overflow += 1
+                        continue
+                    params = sample_params(query) if sample_params is not None else None
+                    shape = shapes[key] = Shape(query.sql, params)
+                ms, rows = query.duration * 1000, query.rows
+                shape.totals.add(ms, rows, weight, now)
+                hour_key = (*key, hour)
+                totals = hours.get(hour_key)
+                if totals is None:
+                    totals = hours[hour_key] = Totals()
+                totals.add(ms, rows, weight, now)
+                site_key = (*key, view, query.callsite, query.framework)
+                totals = sites.get(site_key)
+                if totals is None:
+                    totals = sites[site_key] = Totals()
+                totals.add(ms, rows, weight, now)
+            findings = list(findings)
+            if findings:
+                aliases: dict[str, set[str]] = {}
+                for query in queries:
+                    aliases.setdefault(query.fingerprint, set()).add(query.alias)
+                for finding in findings:
+                    self._record_finding(batch, finding, view, now, aliases)
+
+    @staticmethod
+    def _record_finding(
+        batch: Batch, finding: Any, view: str, now: float, aliases: dict[str, set[str]]
+    ) -> None:
+        from django_dbperf.analysis.findings import DUPLICATE, N_PLUS_ONE
+
+        subject = finding.relation or finding.model or ""
+        site = finding.callsite or finding.framework
+        key = (finding.kind, finding.fingerprint, site, subject, view)
+        found = batch.findings.get(key)
+        if found is None:
+            found = batch.findings[key] = FindingTotals(finding.suggestion, first_seen=now)
+        found.occurrences += 1
+        found.queries += finding.count
+        found.total_ms += finding.total_ms
+        found.last_seen = now
+        for alias in aliases.get(finding.fingerprint, ()):
+            shape = batch.shapes.get((alias, finding.fingerprint))
+            if shape is None:  # its shape overflowed
+                continue
+            if finding.kind == N_PLUS_ONE:
+                shape.nplusone += 1
+            elif finding.kind == DUPLICATE:
+                shape.duplicates += 1
+
+    def take(self) -> Batch:
+        """Everything buffered, leaving the buffer empty."""
+        with self._lock:
+            batch, self._batch = self._batch, Batch()
+        return batch
+
+    def give_back(self, batch: Batch, max_shapes: int) -> None:
+        """A batch whose flush failed: kept for the next try (within the memory bound)."""
+        with self._lock:
+            batch.merge(self._batch, max_shapes)
+            self._batch = batch
+
+    def __len__(self) -> int:
+        return len(self._batch.shapes)

@@ -1,0 +1,318 @@
+"""The statistics store: requests through the middleware become per-shape, per-hour and
+per-(view, line) rows and findings; flushes add up across threads and processes; failures
+keep the data; memory stays bounded."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection, transaction
+from django.test import Client, override_settings
+
+from django_dbperf import capture_queries, stats
+from django_dbperf.capture import QueryRecord
+from django_dbperf.stats import histogram, writer
+from django_dbperf.stats.flusher import FLUSHER
+from django_dbperf.stats.models import FindingStat, QueryShape, QueryShapeHour, QueryShapeSite
+from tests.helpers import make_library, run_in_threads
+from tests.test_middleware import MIDDLEWARE
+from tests.testapp.models import Author, Book, Publisher, Tag
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def empty_buffer() -> Iterator[None]:
+    """Other tests' requests went through the middleware too: start from an empty buffer."""
+    FLUSHER.buffer.take()
+    with override_settings(MIDDLEWARE=MIDDLEWARE):
+        yield
+    FLUSHER.buffer.take()
+
+
+def captured(*querysets: Any) -> list[QueryRecord]:
+    with capture_queries() as capture:
+        for queryset in querysets:
+            list(queryset)
+    return capture.queries
+
+
+def shape_of(model: type[Any]) -> QueryShape:
+    (shape,) = [s for s in QueryShape.objects.all() if f'FROM "{model._meta.db_table}"' in s.sql]
+    return shape
+
+
+# --- from requests to rows ------------------------------------------------------------------
+
+
+def test_requests_become_shapes_hours_sites_and_findings(client: Client) -> None:
+    make_library(authors=4, books_per_author=2)  # 8 books, one author query each
+    counts = [int(client.get("/testapp/n-plus-one/")["X-DB-Query-Count"]) for _ in range(2)]
+    assert stats.flush().written
+
+    assert sum(shape.sampled_calls for shape in QueryShape.objects.all()) == sum(counts) == 18
+    author = shape_of(Author)
+    assert (author.sampled_calls, author.calls, author.nplusone_findings) == (16, 16.0, 2)
+    assert author.is_select and author.alias == "default" and author.params is None
+    assert sum(histogram.from_json(author.histogram).values()) == 16
+    assert 0 < author.p50_ms <= author.p95_ms <= author.p99_ms <= author.max_ms  # type: ignore[operator]
+
+    (site,) = QueryShapeSite.objects.filter(shape=author)
+    assert site.view == "n_plus_one" and site.sampled_calls == 16
+    assert site.callsite.startswith("tests/testapp/views.py:") and site.function == "n_plus_one"
+    (hour,) = QueryShapeHour.objects.filter(shape=author)
+    assert hour.sampled_calls == 16 and hour.hour.minute == 0
+
+    (finding,) = FindingStat.objects.all()
+    assert (finding.kind, finding.subject, finding.view) == (
+        "n_plus_one",
+        "testapp.Book.author",
+        "n_plus_one",
+    )
+    assert (finding.occurrences, finding.queries) == (2, 16)
+    assert finding.callsite == site.callsite and "select_related" in finding.suggestion
+
+    # A second flush adds to the same rows.
+    client.get("/testapp/n-plus-one/")
+    assert stats.flush().written
+    author.refresh_from_db()
+    assert (
+        author.sampled_calls == 24 and QueryShapeSite.objects.get(shape=author).sampled_calls == 24
+    )
+    assert FindingStat.objects.get().occurrences == 3
+
+
+def test_recording_runs_no_query_inside_the_request(
+    client: Client, django_assert_num_queries: Any
+) -> None:
+    make_library(authors=2, books_per_author=1)
+    with django_assert_num_queries(3):  # the view's own: books, then one author per book
+        client.get("/testapp/n-plus-one/")
+    assert len(FLUSHER.buffer) == 2  # recorded in memory only
+    assert QueryShape.objects.count() == 0
+
+
+def test_sampled_requests_are_scaled_into_estimates() -> None:
+    make_library(authors=1, books_per_author=1)
+    queries = captured(Book.objects.all())
+    for _ in range(3):
+        stats.record_request(queries, [], view="list", sample_rate=0.25)
+    stats.flush()
+    shape = shape_of(Book)
+    assert (shape.sampled_calls, shape.calls) == (3, 12.0)
+    assert shape.total_ms == pytest.approx(4 * sum(q.duration_ms for q in queries) * 3, rel=1e-6)
+
+
+@override_settings(DBPERF={"SAMPLE_RATE": 0.5})
+def test_a_request_captured_by_a_test_stands_for_itself(client: Client) -> None:
+    with capture_queries():  # forces the capture: not a random sample
+        client.get("/testapp/clean/")
+    stats.flush()
+    assert [shape.calls for shape in QueryShape.objects.all()] == [1.0]
+
+
+def test_rows_are_recorded_where_the_driver_reports_them() -> None:
+    make_library(authors=3, books_per_author=2)
+    stats.record_request(captured(Book.objects.all()), [], view="v", sample_rate=1.0)
+    with capture_queries() as capture:
+        Book.objects.update(pages=7)
+    stats.record_request(capture.queries, [], view="v", sample_rate=1.0)
+    stats.flush()
+    update = next(s for s in QueryShape.objects.all() if s.sql.startswith("UPDATE"))
+    assert update.rows == 6 and not update.is_select
+    # psycopg counts a SELECT's rows; SQLite's driver does not (-1: not counted).
+    assert shape_of(Book).rows == (6 if connection.vendor == "postgresql" else 0)
+
+
+def test_slow_queries_are_logged_with_shape_view_and_line(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 300 ms: a cheap query never takes that long even on a loaded machine; the slow view's
+    # query sleeps 1 s in the database.
+    with override_settings(DBPERF={"SLOW_QUERY_MS": 300}), caplog.at_level(logging.WARNING):
+        client.get("/testapp/slow/")
+        client.get("/testapp/clean/")
+    slow = [r for r in caplog.records if r.getMessage().startswith("Slow query")]
+    assert len(slow) == 1
+    details = slow[0].dbperf  # type: ignore[attr-defined]
+    assert details["duration_ms"] >= 300 and details["view"] == "slow"
+    assert details["callsite"].startswith("tests/testapp/views.py:")
+    assert len(details["fingerprint_id"]) == 12 and details["alias"] == "default"
+
+
+# --- memory bound, failures -----------------------------------------------------------------
+
+
+@override_settings(DBPERF={"STATS": {"MAX_FINGERPRINTS": 2}})
+def test_memory_is_bounded_and_the_overflow_is_counted() -> None:
+    queries = captured(
+        Author.objects.all(), Book.objects.all(), Tag.objects.all(), Publisher.objects.all()
+    )
+    stats.record_request(queries, [], view="v", sample_rate=1.0)
+    stats.record_request(queries, [], view="v", sample_rate=1.0)
+    assert len(FLUSHER.buffer) == 2
+    assert stats.flush().written
+    assert QueryShape.objects.count() == 2
+    assert writer.counters("default") == {writer.OVERFLOW: 4}
+
+
+def hold_write_lock(release: threading.Event, held: threading.Event) -> None:
+    """Keep the statistics tables locked, as a migration or another writer would."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"LOCK TABLE {QueryShape._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+        else:  # SQLite: a write takes the database's write lock until the transaction ends
+            cursor.execute(f"DELETE FROM {QueryShape._meta.db_table} WHERE id = -1")
+        held.set()
+        release.wait(30)
+
+
+def test_a_failed_flush_keeps_the_data_logs_once_and_the_next_one_writes_it(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer, "LOCK_TIMEOUT_MS", 200)
+    queries = captured(Book.objects.all(), Author.objects.all())
+    stats.record_request(queries, [], view="v", sample_rate=1.0)
+    release, held = threading.Event(), threading.Event()
+    holder = threading.Thread(target=run_in_threads, args=(lambda: hold_write_lock(release, held),))
+    holder.start()
+    try:
+        assert held.wait(30)
+        with caplog.at_level(logging.WARNING, logger="django_dbperf"):
+            first, second = stats.flush(), stats.flush()
+            stats.record_request(queries, [], view="v", sample_rate=1.0)  # while failing
+    finally:
+        release.set()
+        holder.join()
+    assert not first.written and first.error and not second.written
+    logged = [r for r in caplog.records if "could not write query statistics" in r.getMessage()]
+    assert len(logged) == 1  # once per FLUSH_INTERVAL_S, not once per failure
+    assert len(FLUSHER.buffer) == 2
+    assert stats.flush().written
+    assert sorted(s.sampled_calls for s in QueryShape.objects.all()) == [
+        2,
+        2,
+    ]  # nothing lost, nothing twice
+
+
+# --- concurrency --------------------------------------------------------------------------
+
+
+def test_threads_recording_and_flushing_at_once_add_up() -> None:
+    make_library(authors=1, books_per_author=1)
+    queries = captured(Book.objects.all(), Author.objects.all())
+
+    def work() -> None:
+        for number in range(1, 41):
+            stats.record_request(queries, [], view="threads", sample_rate=1.0)
+            if number % 10 == 0:
+                stats.flush()
+
+    run_in_threads(work, work, work, work)
+    stats.flush()  # whatever a failed (busy) flush kept
+    assert [s.sampled_calls for s in QueryShape.objects.all()] == [160, 160]
+    assert sum(h.sampled_calls for h in QueryShapeHour.objects.all()) == 320
+
+
+def run_process(database: dict[str, Any], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.stats_process", json.dumps(database), *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finished(process: subprocess.Popen[str]) -> str:
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    return out
+
+
+def test_two_processes_flushing_into_the_same_tables_add_up(tmp_path: Path) -> None:
+    if connection.vendor == "postgresql":
+        database = {
+            key: value
+            for key, value in connection.settings_dict.items()
+            if key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
+        }
+    else:  # an in-memory test database is one process's: share a file instead
+        database = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "stats.db")}
+        finished(run_process(database, "migrate"))
+    processes = [run_process(database, "record", "120", "10") for _ in range(2)]
+    for process in processes:
+        finished(process)
+    totals = json.loads(finished(run_process(database, "totals")))
+    assert sorted(totals["shapes"].values()) == [240, 240]
+    assert totals["hours"] == totals["sites"] == 480
+
+
+# --- retention and commands -----------------------------------------------------------------
+
+
+def test_prune_deletes_old_hours_and_shapes_not_seen_since() -> None:
+    import datetime as dt
+
+    stats.record_request(
+        captured(Book.objects.all(), Author.objects.all()), [], view="v", sample_rate=1.0
+    )
+    stats.flush()
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=20)
+    book = shape_of(Book)
+    QueryShape.objects.filter(pk=book.pk).update(last_seen=old)
+    QueryShapeHour.objects.filter(shape=shape_of(Author)).update(hour=old)
+    assert stats.prune(14) == {"hours": 1, "shapes": 1, "findings": 0}  # its hours went with it
+    assert [s.pk for s in QueryShape.objects.all()] == [shape_of(Author).pk]
+    assert not QueryShapeHour.objects.exists() and QueryShapeSite.objects.count() == 1
+
+
+def test_commands_flush_and_prune(capsys: pytest.CaptureFixture[str]) -> None:
+    call_command("dbperf_flush")
+    assert "Nothing to write" in capsys.readouterr().out
+    stats.record_request(captured(Book.objects.all()), [], view="v", sample_rate=1.0)
+    call_command("dbperf_flush")
+    assert "Wrote statistics of 1 statement shapes." in capsys.readouterr().out
+    call_command("dbperf_prune", "--days", "3")
+    assert "Deleted 0 hourly rows, 0 statement shapes and 0 findings." in capsys.readouterr().out
+    with pytest.raises(CommandError, match="--days must be at least 1, not 0"):
+        call_command("dbperf_prune", "--days", "0")
+
+
+# --- percentiles ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_percentiles_from_histograms_are_within_five_percent(seed: int) -> None:
+    generator = random.Random(seed)
+    durations = sorted(generator.lognormvariate(1.0, 1.5) for _ in range(5000))
+    parts: list[histogram.Histogram] = [{}, {}, {}]
+    for index, ms in enumerate(durations):
+        histogram.add(parts[index % 3], ms)
+    merged: histogram.Histogram = {}
+    for part in parts:  # three processes' histograms, added
+        histogram.merge(merged, histogram.to_json(part))
+    for fraction in (0.5, 0.95, 0.99):
+        exact = durations[int(fraction * len(durations)) - 1]
+        estimate = histogram.percentile(merged, fraction, durations[-1])
+        assert estimate is not None and abs(estimate - exact) / exact <= 0.05
+
+
+def test_malformed_stored_histograms_read_as_empty() -> None:
+    assert histogram.from_json({"x": 1}) == {} and histogram.from_json([1, 2]) == {}
+    assert histogram.from_json({"3": 2, "9999": 1, "4": -1}) == {3: 2}
+    assert histogram.percentile({}, 0.5) is None
