@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from django_dbperf.stats.models import (
     FindingStat,
+    PgStatement,
+    PgStatementHour,
     QueryShape,
     QueryShapeHour,
     QueryShapeSite,
     StoreCounter,
 )
 
-__all__ = ["FindingStat", "QueryShape", "QueryShapeHour", "QueryShapeSite", "StoreCounter"]
+__all__ = [
+    "FindingStat",
+    "PgStatement",
+    "PgStatementHour",
+    "QueryShape",
+    "QueryShapeHour",
+    "QueryShapeSite",
+    "StoreCounter",
+]

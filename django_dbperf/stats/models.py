@@ -21,6 +21,10 @@ class Measured(models.Model):
     max_ms = models.FloatField(default=0.0)
     rows = models.FloatField(default=0.0, help_text="Estimated; where the driver reports rows.")
     histogram = models.JSONField(default=dict, help_text="Sampled durations by log bucket.")
+    # Read from the histogram at each flush, stored so that pages can sort by them.
+    p50_ms = models.FloatField(null=True, blank=True)
+    p95_ms = models.FloatField(null=True, blank=True)
+    p99_ms = models.FloatField(null=True, blank=True)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
 
@@ -34,17 +38,8 @@ class Measured(models.Model):
     def percentile(self, fraction: float) -> float | None:
         return histogram.percentile(histogram.from_json(self.histogram), fraction, self.max_ms)
 
-    @property
-    def p50_ms(self) -> float | None:
-        return self.percentile(0.50)
-
-    @property
-    def p95_ms(self) -> float | None:
-        return self.percentile(0.95)
-
-    @property
-    def p99_ms(self) -> float | None:
-        return self.percentile(0.99)
+    def update_percentiles(self) -> None:
+        self.p50_ms, self.p95_ms, self.p99_ms = (self.percentile(f) for f in (0.5, 0.95, 0.99))
 
 
 class QueryShape(Measured):
@@ -58,6 +53,9 @@ class QueryShape(Measured):
     is_select = models.BooleanField(default=False)
     nplusone_findings = models.BigIntegerField(default=0)
     duplicate_findings = models.BigIntegerField(default=0)
+    # pg_stat_statements' id of this shape, learnt once by EXPLAIN (VERBOSE) (pg_statements.py)
+    queryid = models.BigIntegerField(null=True, blank=True)
+    queryid_note = models.CharField(max_length=255, blank=True, help_text="Why it is unknown.")
 
     class Meta:
         verbose_name = "query shape"
@@ -67,6 +65,9 @@ class QueryShape(Measured):
         indexes = [
             models.Index(fields=["-total_ms"], name="dbperf_shape_total"),
             models.Index(fields=["-last_seen"], name="dbperf_shape_last_seen"),
+            models.Index(fields=["-calls"], name="dbperf_shape_calls"),
+            models.Index(fields=["-p95_ms"], name="dbperf_shape_p95"),
+            models.Index(fields=["queryid"], name="dbperf_shape_queryid"),
         ]
 
     def __str__(self) -> str:
@@ -140,6 +141,70 @@ class FindingStat(models.Model):
         return f"{self.kind} {self.subject or self.fingerprint_id} at {self.callsite or '-'}"
 
 
+class PgStatement(models.Model):
+    """A pg_stat_statements row, as this store has watched it: its counters grow by the
+    difference between two readings, so nobody ever needs to reset the extension."""
+
+    userid = models.BigIntegerField()
+    dbid = models.BigIntegerField()
+    queryid = models.BigIntegerField()
+    toplevel = models.BooleanField(default=True)
+    query = models.TextField()
+    # Accumulated differences since this store began watching (never reset).
+    calls = models.BigIntegerField(default=0)
+    total_ms = models.FloatField(default=0.0)
+    rows = models.BigIntegerField(default=0)
+    shared_blks_hit = models.BigIntegerField(default=0)
+    shared_blks_read = models.BigIntegerField(default=0)
+    # The extension's cumulative values at the last reading, to take the next difference.
+    read_calls = models.BigIntegerField(default=0)
+    read_total_ms = models.FloatField(default=0.0)
+    read_rows = models.BigIntegerField(default=0)
+    read_shared_blks_hit = models.BigIntegerField(default=0)
+    read_shared_blks_read = models.BigIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField(help_text="When its counters last grew.")
+
+    class Meta:
+        verbose_name = "pg_stat_statements row"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["userid", "dbid", "queryid", "toplevel"], name="dbperf_pgstatement_key"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["queryid"], name="dbperf_pgstatement_queryid"),
+            models.Index(fields=["-total_ms"], name="dbperf_pgstatement_total"),
+        ]
+
+    def __str__(self) -> str:
+        return f"queryid {self.queryid}"
+
+    @property
+    def mean_ms(self) -> float:
+        return self.total_ms / self.calls if self.calls else 0.0
+
+
+class PgStatementHour(models.Model):
+    """A pg_stat_statements row's growth in one hour."""
+
+    statement = models.ForeignKey(PgStatement, on_delete=models.CASCADE, related_name="hours")
+    hour = models.DateTimeField()
+    calls = models.BigIntegerField(default=0)
+    total_ms = models.FloatField(default=0.0)
+    rows = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "pg_stat_statements hour"
+        constraints = [
+            models.UniqueConstraint(fields=["statement", "hour"], name="dbperf_pghour_key")
+        ]
+        indexes = [models.Index(fields=["hour"], name="dbperf_pghour_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.statement_id} at {self.hour:%Y-%m-%d %H:00}"
+
+
 class StoreCounter(models.Model):
     """Counters about the store itself: queries not kept (overflow), failed flushes."""
 
@@ -154,4 +219,12 @@ class StoreCounter(models.Model):
         return f"{self.name} = {self.value}"
 
 
-__all__ = ["FindingStat", "QueryShape", "QueryShapeHour", "QueryShapeSite", "StoreCounter"]
+__all__ = [
+    "FindingStat",
+    "PgStatement",
+    "PgStatementHour",
+    "QueryShape",
+    "QueryShapeHour",
+    "QueryShapeSite",
+    "StoreCounter",
+]

@@ -136,8 +136,8 @@ def _write_shapes(batch: Batch, using: str) -> dict[tuple[str, str], QueryShape]
 
 
 _MEASURED_FIELDS = (
-    "calls", "sampled_calls", "total_ms", "max_ms", "rows", "histogram", "first_seen",
-    "last_seen",
+    "calls", "sampled_calls", "total_ms", "max_ms", "rows", "histogram", "p50_ms", "p95_ms",
+    "p99_ms", "first_seen", "last_seen",
 )  # fmt: skip
 
 
@@ -152,6 +152,7 @@ def _add(row: Measured, totals: Totals) -> None:
     first, last = when(totals.first_seen), when(totals.last_seen)
     row.first_seen = min(row.first_seen, first)
     row.last_seen = max(row.last_seen, last)
+    row.update_percentiles()
 
 
 def _write_measured[M: Measured](
