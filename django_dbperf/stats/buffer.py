@@ -72,6 +72,9 @@ class Shape:
 
     sql: str  # a statement as sent, with placeholders
     params: list[Any] | None  # redacted sample values, only with STORE_PARAMS
+    # The same statement's real values, in memory only: EXPLAIN (VERBOSE) needs values of the
+    # right types to print pg_stat_statements' queryid (pg_statements.py). Never stored.
+    raw_params: Any = None
     totals: Totals = field(default_factory=Totals)
     nplusone: int = 0  # N+1 findings (one per request and line) this shape was part of
     duplicates: int = 0
@@ -175,7 +178,8 @@ class Buffer:
                         batch.overflow += 1
                         continue
                     params = sample_params(query) if sample_params is not None else None
-                    shape = shapes[key] = Shape(query.sql, params)
+                    raw = None if query.many else query.params
+                    shape = shapes[key] = Shape(query.sql, params, raw)
                 ms, rows = query.duration * 1000, query.rows
                 shape.totals.add(ms, rows, weight, now)
                 hour_key = (*key, hour)

@@ -88,15 +88,28 @@ class Flusher:
                 from django_dbperf.stats import writer
 
                 writer.write(batch, using)
-                self._prune_now_and_then(config, using)
             except Exception as error:
                 self.failures += 1
                 self.buffer.give_back(batch, config["MAX_FINGERPRINTS"])
                 self._log_failure(error, config["FLUSH_INTERVAL_S"])
+                connections.close_all()
                 return FlushResult(False, len(batch.shapes), f"{type(error).__name__}: {error}")
+            try:  # written: what follows is extra, and its failure loses nothing
+                self._prune_now_and_then(config, using)
+                self._watch_pg_statements(batch, config, using)
+            except Exception as error:
+                self._log_failure(error, config["FLUSH_INTERVAL_S"])
             finally:
-                connections[using].close()
+                connections.close_all()  # this thread's: a flush holds no idle connection
         return FlushResult(True, len(batch.shapes))
+
+    def _watch_pg_statements(self, batch: Batch, config: Any, using: str) -> None:
+        """Learn the new shapes' queryids; read pg_stat_statements (once per interval)."""
+        from django_dbperf.stats import pg_statements
+
+        pg_statements.learn_queryids(batch, using)
+        for alias in sorted({alias for alias, _ in batch.shapes} | {using}):
+            pg_statements.snapshot(alias, using, min_interval_s=config["FLUSH_INTERVAL_S"] / 2)
 
     def _prune_now_and_then(self, config: Any, using: str) -> None:
         now = time.monotonic()
@@ -111,8 +124,8 @@ class Flusher:
         if now - self._last_error_log >= interval:
             self._last_error_log = now
             logger.warning(
-                "django_dbperf could not write query statistics (%s: %s); they are kept in "
-                "memory and written at the next flush",
+                "django_dbperf could not write query statistics (%s: %s); what was not "
+                "written is kept in memory for the next flush",
                 type(error).__name__,
                 error,
             )
