@@ -77,6 +77,19 @@ STATS_OPTIONS: dict[str, Option] = {
         "Off by default: values can be personal data. When on, values of columns matching "
         "``REDACT_COLUMNS``, and values whose column cannot be told, are stored masked.",
     ),
+    "EXPLAIN_TIMEOUT_MS": Option(
+        default=5000,
+        types=(int,),
+        minimum=1,
+        help="``statement_timeout`` of the admin's EXPLAIN (milliseconds). EXPLAIN runs only "
+        "for stored SELECT shapes, in a read-only transaction that is always rolled back.",
+    ),
+    "EXPLAIN_ANALYZE": Option(
+        default=False,
+        types=(bool,),
+        help="Offer ``EXPLAIN ANALYZE`` (which runs the statement) in the admin, to superusers "
+        "only, for SELECT shapes whose parameter values are stored (``STORE_PARAMS``).",
+    ),
     "REDACT_COLUMNS": Option(
         default=None,
         types=(list, tuple),

@@ -24,7 +24,6 @@ pytestmark = [
 @pytest.fixture(autouse=True)
 def empty_buffer() -> Iterator[None]:
     FLUSHER.buffer.take()
-    pg_statements._learnt.clear()
     yield
     FLUSHER.buffer.take()
 

@@ -147,3 +147,18 @@ def shorten_sql(sql: str, limit: int = SQL_LIMIT) -> str:
         space = cut.rfind(" ", limit - 40)  # end at a word when one ends near the limit
         shortened = (cut[:space] if space > 0 else cut).rstrip() + " ..."
     return shortened
+
+
+def format_sql(sql: str) -> str:
+    """``sql`` on several lines: one per top-level clause, the select list one column a line."""
+    lines: list[str] = []
+    for keyword, text in _clauses(_SPACE.sub(" ", sql).strip()):
+        head = _SELECT_HEAD.match(text) if keyword == "" else None
+        if head:
+            lines.append(head.group(1).rstrip())
+            columns = _split_top_level(text[head.end() :])
+            lines.extend(f"    {column}," for column in columns[:-1])
+            lines.append(f"    {columns[-1]}")
+        else:
+            lines.append(text)
+    return "\n".join(lines)

@@ -547,6 +547,11 @@ class CacheStore:
         if new:
             logger.warning("django_dbperf cache: a %s read is served uncached: %s", subject, reason)
 
+    def bypass_reasons(self) -> set[str]:
+        """The reasons this process served cached reads uncached (each logged once)."""
+        with self._lock:
+            return set(self._bypass_reasons)
+
     def count_lookup(self, subject: str, tags: Iterable[str], event: str) -> None:
         """Count ``event`` (hit, miss) for ``subject`` and for each of the entry's tags."""
         self.count(subject, event)

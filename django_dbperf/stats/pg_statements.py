@@ -34,8 +34,6 @@ _QUERY_ID = re.compile(r"^\s*Query Identifier:\s*(-?\d+)\s*$", re.MULTILINE)
 NO_EXTENSION = "pg_stat_statements is not installed in this database"
 NO_QUERY_ID = "compute_query_id is off: EXPLAIN (VERBOSE) printed no Query Identifier"
 
-_learnt: set[tuple[str, str]] = set()  # (alias, fingerprint) whose queryid this process knows
-
 
 def has_extension(alias: str) -> bool:
     connection = connections[alias]
@@ -61,35 +59,38 @@ def query_id(alias: str, sql: str, params: Any) -> int | None:
 
 
 def learn_queryids(batch: Batch, using: str) -> int:
-    """Give the batch's new PostgreSQL shapes their queryid; how many were learnt."""
+    """Give the batch's PostgreSQL shapes that have none yet their queryid; how many learnt.
+
+    The stored rows say which still need one (one query per flush): a process-wide memory
+    would miss shapes whose rows were pruned and came back.
+    """
+    candidates = {
+        (alias, fingerprint_id(text)): shape
+        for (alias, text), shape in batch.shapes.items()
+        if shape.raw_params is not None
+        and alias in connections
+        and connections[alias].vendor == "postgresql"
+    }
+    if not candidates:
+        return 0
+    unknown = QueryShape.objects.using(using).filter(
+        fingerprint_id__in={key[1] for key in candidates}, queryid__isnull=True, queryid_note=""
+    )
     learnt = 0
-    for (alias, shape_text), shape in batch.shapes.items():
-        if (alias, shape_text) in _learnt or alias not in connections:
-            continue
-        if connections[alias].vendor != "postgresql" or shape.raw_params is None:
-            continue
-        rows = QueryShape.objects.using(using).filter(
-            alias=alias, fingerprint_id=fingerprint_id(shape_text)
-        )
-        if rows.filter(queryid__isnull=False).exists():
-            _remember(alias, shape_text)
+    for row in unknown.only("pk", "alias", "fingerprint_id"):
+        shape = candidates.get((row.alias, row.fingerprint_id))
+        if shape is None:
             continue
         try:
-            found = query_id(alias, shape.sql, shape.raw_params)
-        except Exception as error:  # a statement EXPLAIN cannot take (or a timeout): noted
-            rows.update(queryid_note=f"EXPLAIN failed: {type(error).__name__}: {error}"[:255])
-            _remember(alias, shape_text)
+            found = query_id(row.alias, shape.sql, shape.raw_params)
+        except Exception as error:  # a statement EXPLAIN cannot take, or a timeout: noted
+            note = f"EXPLAIN failed: {type(error).__name__}: {error}"[:255]
+            QueryShape.objects.using(using).filter(pk=row.pk).update(queryid_note=note)
             continue
-        rows.update(queryid=found, queryid_note="" if found is not None else NO_QUERY_ID)
-        _remember(alias, shape_text)
+        note = "" if found is not None else NO_QUERY_ID
+        QueryShape.objects.using(using).filter(pk=row.pk).update(queryid=found, queryid_note=note)
         learnt += found is not None
     return learnt
-
-
-def _remember(alias: str, shape_text: str) -> None:
-    if len(_learnt) >= 100_000:
-        _learnt.clear()
-    _learnt.add((alias, shape_text))
 
 
 # --- snapshots ---------------------------------------------------------------------------------

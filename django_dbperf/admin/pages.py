@@ -1,0 +1,115 @@
+"""The pages that are not tables: the dashboard, database health and cached querysets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db import connections
+from django.db.models import Sum
+from django.http import HttpRequest
+
+from django_dbperf.admin.base import PageAdmin
+from django_dbperf.conf import cache_configured, get_config
+from django_dbperf.models import CacheReport, Dashboard, DatabaseHealth
+from django_dbperf.stats.models import FindingStat, QueryShape, QueryShapeSite, StoreCounter
+
+TOP = 10
+
+
+def cache_totals() -> dict[str, Any] | None:
+    """Cached querysets' counters, per model and tag, and their sum; None when not set up."""
+    if not cache_configured():
+        return None
+    from django_dbperf import cache as dbperf_cache
+
+    subjects = dbperf_cache.stats()
+    events = ("hit", "miss", "invalidation", "bypass", "rejected")
+    totals = {
+        event: sum(
+            counts[event] for name, counts in subjects.items() if not name.startswith("tag:")
+        )
+        for event in events
+    }
+    reads = totals["hit"] + totals["miss"]
+    return {
+        "subjects": sorted(subjects.items()),
+        "totals": totals,
+        "hit_ratio": totals["hit"] / reads if reads else None,
+    }
+
+
+def health_or_error(using: str) -> tuple[Any, str | None]:
+    """The database's health, or why it could not be read (the page shows either)."""
+    from django_dbperf.health import database_health
+
+    try:
+        return database_health(using), None
+    except Exception as error:
+        return None, f"{type(error).__name__}: {error}"
+
+
+@admin.register(Dashboard)
+class DashboardAdmin(PageAdmin):
+    template = "admin/django_dbperf/dashboard.html"
+
+    def context(self, request: HttpRequest) -> dict[str, Any]:
+        config = get_config()
+        using = config["STATS"]["DATABASE"]
+        views = (
+            QueryShapeSite.objects.using(using)
+            .values("view")
+            .annotate(time=Sum("total_ms"), calls=Sum("calls"))
+            .order_by("-time")[:TOP]
+        )
+        shapes = (
+            QueryShape.objects.using(using)
+            .defer("histogram", "fingerprint")
+            .order_by("-total_ms")[:TOP]
+        )
+        nplusone = (
+            FindingStat.objects.using(using)
+            .filter(kind="n_plus_one")
+            .order_by("-occurrences")[:TOP]
+        )
+        counters = dict(StoreCounter.objects.using(using).values_list("name", "value"))
+        health, health_error = (None, None)
+        if connections[using].vendor == "postgresql":
+            health, health_error = health_or_error(using)
+        return {
+            "views": list(views),
+            "shapes": list(shapes),
+            "nplusone": list(nplusone),
+            "cache": cache_totals(),
+            "health": health,
+            "health_error": health_error,
+            "overflow": counters.get("overflow", 0),
+            "sample_rate": config["SAMPLE_RATE"],
+            "stats_enabled": config["STATS"]["ENABLED"],
+        }
+
+
+@admin.register(DatabaseHealth)
+class DatabaseHealthAdmin(PageAdmin):
+    template = "admin/django_dbperf/health.html"
+
+    def context(self, request: HttpRequest) -> dict[str, Any]:
+        aliases = list(connections)
+        alias = request.GET.get("database", "default")
+        if alias not in aliases:
+            alias = aliases[0]
+        health, error = health_or_error(alias)
+        return {"health": health, "health_error": error, "alias": alias, "aliases": aliases}
+
+
+@admin.register(CacheReport)
+class CacheReportAdmin(PageAdmin):
+    template = "admin/django_dbperf/cache.html"
+
+    def context(self, request: HttpRequest) -> dict[str, Any]:
+        from django_dbperf.cache.store import STORE
+
+        return {
+            "cache": cache_totals(),
+            "bypass_reasons": sorted(STORE.bypass_reasons()) if cache_configured() else [],
+        }

@@ -1,0 +1,246 @@
+"""Slow queries: statement shapes sortable by total time, mean, p95 and calls; a detail page
+with the formatted SQL, the views and lines that issue it, percentiles, the hourly trend, the
+linked pg_stat_statements row, and EXPLAIN (a POST naming a stored shape, never SQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Case, F, FloatField, QuerySet, Sum, When
+from django.db.models.functions import Cast
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from django_dbperf.admin.base import ReadOnlyAdmin
+from django_dbperf.admin.charts import Point, trend_svg
+from django_dbperf.analysis.sql_text import format_sql, shorten_sql
+from django_dbperf.conf import get_config
+from django_dbperf.stats.models import PgStatement, QueryShape, QueryShapeHour, QueryShapeSite
+
+TREND_HOURS = 14 * 24
+TOP_VIEWS_IN_FILTER = 100
+SITES_SHOWN = 50
+
+
+def milliseconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f} ms" if value < 10_000 else f"{value / 1000:,.1f} s"
+
+
+class ViewFilter(admin.SimpleListFilter):
+    """The views (``resolver_match.view_name``) that issue the most database time."""
+
+    title = "view"
+    parameter_name = "view"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        using = model_admin.using()
+        views = (
+            QueryShapeSite.objects.using(using)
+            .values_list("view", flat=True)
+            .annotate(time=Sum("total_ms"))
+            .order_by("-time")[:TOP_VIEWS_IN_FILTER]
+        )
+        return [(view, view or "(no view)") for view in views]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        shapes = QueryShapeSite.objects.filter(view=value).values("shape_id")
+        return queryset.filter(pk__in=shapes)
+
+
+@admin.register(QueryShape)
+class QueryShapeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "shape_link", "alias", "calls_column", "total_column", "mean_column", "p95_column",
+        "max_column", "nplusone_findings", "last_seen",
+    ]  # fmt: skip
+    list_display_links = None
+    list_filter = ["alias", ViewFilter, ("last_seen", admin.DateFieldListFilter), "is_select"]
+    search_fields = ["sql"]
+    ordering = ["-total_ms"]
+    list_per_page = 50
+    change_list_template = "admin/django_dbperf/queryshape/change_list.html"
+
+    @staticmethod
+    def using() -> str:
+        return str(get_config()["STATS"]["DATABASE"])
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[QueryShape]:
+        mean = Case(
+            When(calls__gt=0, then=F("total_ms") / Cast("calls", FloatField())),
+            default=0.0,
+            output_field=FloatField(),
+        )
+        shapes: QuerySet[QueryShape] = super().get_queryset(request)
+        return (
+            shapes.using(self.using())
+            .annotate(mean_ms_sort=mean)
+            .defer("histogram", "fingerprint", "params")
+        )
+
+    @admin.display(description="statement", ordering="fingerprint_id")
+    def shape_link(self, shape: QueryShape) -> str:
+        from django.urls import reverse
+
+        url = reverse("admin:django_dbperf_queryshape_change", args=[shape.pk])
+        return format_html(
+            '<a href="{}"><code>{}</code></a><br><span class="dbperf-sql">{}</span>',
+            url,
+            shape.fingerprint_id,
+            shorten_sql(shape.sql, 160),
+        )
+
+    @admin.display(description="calls (est.)", ordering="-calls")
+    def calls_column(self, shape: QueryShape) -> str:
+        return f"{shape.calls:,.0f}"
+
+    @admin.display(description="total time (est.)", ordering="-total_ms")
+    def total_column(self, shape: QueryShape) -> str:
+        return milliseconds(shape.total_ms)
+
+    @admin.display(description="mean", ordering="-mean_ms_sort")
+    def mean_column(self, shape: QueryShape) -> str:
+        return milliseconds(shape.mean_ms)
+
+    @admin.display(description="p95", ordering="-p95_ms")
+    def p95_column(self, shape: QueryShape) -> str:
+        return milliseconds(shape.p95_ms)
+
+    @admin.display(description="max", ordering="-max_ms")
+    def max_column(self, shape: QueryShape) -> str:
+        return milliseconds(shape.max_ms)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        extra = {"sample_rate": get_config()["SAMPLE_RATE"], **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
+    def page_urls(self) -> list[URLPattern]:
+        return [
+            *super().page_urls(),
+            path("<int:pk>/", self.guarded(self.detail_view), name=self.url_name("change")),
+            path(
+                "<int:pk>/explain/",
+                self.guarded(require_POST(self.explain_view)),
+                name=self.url_name("explain"),
+            ),
+        ]
+
+    # --- detail -----------------------------------------------------------------------------
+
+    def detail_view(self, request: HttpRequest, pk: int, **extra: Any) -> HttpResponse:
+        shape = get_object_or_404(QueryShape.objects.using(self.using()), pk=pk)
+        context = {
+            **self.admin_site.each_context(request),
+            **self.detail_context(shape),
+            "opts": self.model._meta,
+            "title": f"Statement {shape.fingerprint_id}",
+            "can_analyze": self.may_analyze(request, shape),
+            **extra,
+        }
+        return TemplateResponse(request, "admin/django_dbperf/queryshape/detail.html", context)
+
+    def detail_context(self, shape: QueryShape) -> dict[str, Any]:
+        using = self.using()
+        sites = list(
+            QueryShapeSite.objects.using(using)
+            .filter(shape=shape)
+            .order_by("-total_ms")[:SITES_SHOWN]
+        )
+        views = (
+            QueryShapeSite.objects.using(using)
+            .filter(shape=shape)
+            .values("view")
+            .annotate(calls=Sum("calls"), total=Sum("total_ms"))
+            .order_by("-total")
+        )
+        now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+        start = now - dt.timedelta(hours=TREND_HOURS - 1)
+        hours = QueryShapeHour.objects.using(using).filter(shape=shape, hour__gte=start)
+        chart = trend_svg(
+            [Point(hour.hour, hour.calls, hour.p95_ms) for hour in hours],
+            start=start,
+            hours=TREND_HOURS,
+            bar_label="calls",
+            line_label="ms p95",
+        )
+        statements = (
+            list(PgStatement.objects.using(using).filter(queryid=shape.queryid))
+            if shape.queryid is not None
+            else []
+        )
+        return {
+            "shape": shape,
+            "formatted_sql": format_sql(shape.sql),
+            "sites": sites,
+            "views": list(views),
+            "chart": chart,
+            "pg_statements": statements,
+            "percentiles": [
+                ("p50", milliseconds(shape.p50_ms)),
+                ("p95", milliseconds(shape.p95_ms)),
+                ("p99", milliseconds(shape.p99_ms)),
+                ("max", milliseconds(shape.max_ms)),
+                ("mean", milliseconds(shape.mean_ms)),
+            ],
+            "sample_rate": get_config()["SAMPLE_RATE"],
+        }
+
+    # --- EXPLAIN ----------------------------------------------------------------------------
+
+    @staticmethod
+    def stored_values(shape: QueryShape) -> list[Any] | None:
+        """The stored parameter values when every one of them is real (none masked)."""
+        from django_dbperf.stats.redact import REDACTED
+
+        params = shape.params
+        if not isinstance(params, list) or any(value == REDACTED for value in params):
+            return None
+        return params
+
+    def may_analyze(self, request: HttpRequest, shape: QueryShape) -> bool:
+        """EXPLAIN ANALYZE runs the statement: a setting, a superuser, a SELECT with values."""
+        return bool(
+            get_config()["STATS"]["EXPLAIN_ANALYZE"]
+            and request.user.is_superuser
+            and shape.is_select
+            and self.stored_values(shape) is not None
+        )
+
+    def explain_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        from django.db import connections
+
+        from django_dbperf.explain import ExplainRefused, explain
+
+        shape = get_object_or_404(QueryShape.objects.using(self.using()), pk=pk)
+        analyze = request.POST.get("analyze") == "1"
+        if analyze and not self.may_analyze(request, shape):
+            messages.error(request, "EXPLAIN ANALYZE is not allowed for this statement or user.")
+            return self.detail_view(request, pk)
+        if not shape.is_select:
+            messages.error(request, "EXPLAIN runs only for SELECT statements.")
+            return self.detail_view(request, pk)
+        if shape.alias not in connections:
+            messages.error(request, f"The database {shape.alias!r} is not configured here.")
+            return self.detail_view(request, pk)
+        try:
+            plan = explain(
+                shape.sql,
+                self.stored_values(shape),
+                using=shape.alias,
+                analyze=analyze,
+                timeout_ms=get_config()["STATS"]["EXPLAIN_TIMEOUT_MS"],
+            )
+        except ExplainRefused as refused:
+            messages.error(request, f"EXPLAIN refused: {refused}")
+            return self.detail_view(request, pk)
+        return self.detail_view(request, pk, plan=plan)
