@@ -80,7 +80,8 @@ demo: $(VENV)/.installed
 	$(BIN)/python manage.py demo_report
 	@echo
 	@echo "Browse it:  $(BIN)/python manage.py runserver   then open http://127.0.0.1:8000/"
-	@echo "Admin:      http://127.0.0.1:8000/admin/ with the user and password printed above."
+	@echo "Admin:      http://127.0.0.1:8000/admin/ with the user and password printed above;"
+	@echo "            query statistics at http://127.0.0.1:8000/admin/django_dbperf/dashboard/"
 
 .PHONY: clean
 clean:

@@ -93,9 +93,17 @@ def table_row(output: str, label: str) -> list[str]:
     return line[len(label) :].split()
 
 
+@pytest.mark.django_db(transaction=True)  # the statistics are written by another thread
 def test_demo_report_prints_every_page_before_and_after() -> None:
+    from django.test import override_settings
+
+    from django_dbperf.stats.flusher import FLUSHER
+    from tests.test_middleware import MIDDLEWARE
+
     seed_demo(events=5)
-    output = run("demo_report", repeat=1)
+    FLUSHER.buffer.take()
+    with override_settings(MIDDLEWARE=MIDDLEWARE):  # the example project's has it too
+        output = run("demo_report", repeat=1)
     assert "its optimized twin under /fast/ (after), 5 events, " in output
     assert "Queries before  Queries after  ms before  ms after  Speed-up" in output
     for naive, _ in PAGE_PAIRS:
@@ -112,7 +120,13 @@ def test_demo_report_prints_every_page_before_and_after() -> None:
     # The naive pages' findings, with their fixes; none left on the optimized pages.
     assert "What django_dbperf found on the naive pages, with the fix for each:" in output
     assert 'fix: add .select_related("owner") to the Event queryset' in output
-    assert output.rstrip().endswith("The optimized pages: no findings.")
+    assert "The optimized pages: no findings." in output
+    # The admin has data: every page's statements, with its view's name.
+    assert output.rstrip().endswith("are in the admin: /admin/django_dbperf/dashboard/")
+    from django_dbperf.stats.models import QueryShapeSite
+
+    views = set(QueryShapeSite.objects.values_list("view", flat=True))
+    assert {"scheduler:dashboard", "scheduler:fast_dashboard"} <= views
 
 
 def test_demo_report_prints_findings_left_on_the_optimized_pages(

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 from django.test import Client, override_settings
 
+from django_dbperf import stats
 from django_dbperf.conf import cache_configured
 from example_project.scheduler.models import Event
 from example_project.scheduler.pages import PAGE_PAIRS, PageUnavailable
@@ -69,3 +70,15 @@ class Command(BaseCommand):
         if cache_configured():
             with override_settings(DBPERF=quiet):
                 self.stdout.write("\n" + format_cached_run(run_cached_dashboard(client)))
+        self.write_statistics()
+
+    def write_statistics(self) -> None:
+        """The requests above went through QueryCountMiddleware: write what it recorded."""
+        result = stats.flush()
+        if result.error:
+            self.stdout.write(f"\nThe query statistics could not be written: {result.error}")
+        elif result.written:
+            self.stdout.write(
+                f"\nQuery statistics of these requests ({result.shapes} statement shapes) are "
+                "in the admin: /admin/django_dbperf/dashboard/"
+            )
