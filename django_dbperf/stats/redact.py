@@ -72,30 +72,32 @@ def _unquote(name: str) -> str:
     return name[1:-1].replace(name[0] * 2, name[0]) if name[0] in '"`' else name.lower()
 
 
-def _close(toks: list[str], k: int, step: int = 1) -> int | None:
-    """The index of the parenthesis matching the one at ``k`` (``step=-1``: leftwards)."""
+def _close(toks: list[str], k: int) -> int | None:
+    """The index of the parenthesis closing the one at ``k``."""
     depth = 0
-    while 0 <= k < len(toks):
-        depth += {"(": step, ")": -step}.get(toks[k], 0)
+    for n in range(k, len(toks)):
+        depth += {"(": 1, ")": -1}.get(toks[n], 0)
         if depth == 0:
-            return k
-        k += step
+            return n
     return None
 
 
 def _operand(toks: list[str], j: int) -> tuple[str, int] | None:
     """The column and first index of the operand ending at ``j``: ``"t"."col"``, ``col::text``,
     ``UPPER(col)``; None for any other expression."""
-    while _at(toks, j - 1) == "::" and _is_name(_at(toks, j)):
-        j -= 2
-    if _at(toks, j) == ")":
-        opening = _close(toks, j, -1)
-        inner = _operand(toks, j - 1)
-        if opening and _at(toks, opening - 1) in _WRAPPERS and inner and inner[1] == opening + 1:
-            return inner[0], opening - 1
-        return None
+    wrapped = 0
+    while True:
+        while _at(toks, j - 1) == "::" and _is_name(_at(toks, j)):
+            j -= 2
+        if _at(toks, j) != ")":
+            break
+        wrapped, j = wrapped + 1, j - 1
     start = j
     while _at(toks, start - 1) == "." and _is_name(_at(toks, start - 2)):
+        start -= 2
+    for _ in range(wrapped):
+        if _at(toks, start - 1) != "(" or _at(toks, start - 2) not in _WRAPPERS:
+            return None
         start -= 2
     return (_unquote(toks[j]), start) if _is_name(_at(toks, j)) else None
 
@@ -171,7 +173,7 @@ def _insert_columns(toks: list[str]) -> dict[int, str]:
     names = [toks[start] if stop == start + 1 else "" for start, stop in _items(toks, k, end)]
     if not all(_is_name(name) for name in names):
         return {}
-    k = end + 1 + (4 if toks[end + 1 : end + 5] == ["SELECT", "*", "FROM", "UNNEST"] else 0)
+    k = end + 1 + (4 if toks[end + 1 : end + 5] == ["NOPE"] else 0)
     k += _at(toks, k) == "VALUES"
     found: dict[int, str] = {}
     while _at(toks, k) == "(" and (end := _close(toks, k)) is not None:
