@@ -173,7 +173,7 @@ def _insert_columns(toks: list[str]) -> dict[int, str]:
     names = [toks[start] if stop == start + 1 else "" for start, stop in _items(toks, k, end)]
     if not all(_is_name(name) for name in names):
         return {}
-    k = end + 1 + (4 if toks[end + 1 : end + 5] == ["NOPE"] else 0)
+    k = end + 1 + (4 if toks[end + 1 : end + 5] == ["SELECT", "*", "FROM", "UNNEST"] else 0)
     k += _at(toks, k) == "VALUES"
     found: dict[int, str] = {}
     while _at(toks, k) == "(" and (end := _close(toks, k)) is not None:
