@@ -317,3 +317,23 @@ def test_malformed_stored_histograms_read_as_empty() -> None:
     assert histogram.from_json({"x": 1}) == {} and histogram.from_json([1, 2]) == {}
     assert histogram.from_json({"3": 2, "9999": 1, "4": -1}) == {3: 2}
     assert histogram.percentile({}, 0.5) is None
+
+
+def test_values_are_stored_only_when_asked_and_masked_by_column() -> None:
+    from django.contrib.auth.models import User
+
+    def stored(**stats_settings: Any) -> list[Any] | None:
+        FLUSHER.buffer.take()
+        QueryShape.objects.all().delete()
+        with override_settings(DBPERF={"STATS": stats_settings}):
+            queries = captured(User.objects.filter(username="ada").filter(email="ada@example.com"))
+            stats.record_request(queries, [], view="v", sample_rate=1.0)
+        stats.flush()
+        return QueryShape.objects.get().params
+
+    assert stored() is None  # STORE_PARAMS is off by default
+    assert stored(STORE_PARAMS=True) == ["ada", "<redacted>"]
+    assert stored(STORE_PARAMS=True, REDACT_COLUMNS=["username"]) == [
+        "<redacted>",
+        "ada@example.com",
+    ]
