@@ -167,7 +167,7 @@ def test_memory_is_bounded_and_the_overflow_is_counted() -> None:
     assert len(FLUSHER.buffer) == 2
     assert stats.flush().written
     assert QueryShape.objects.count() == 2
-    assert writer.counters("default") == {writer.OVERFLOW: 4}
+    assert writer.counters("default")[writer.OVERFLOW] == 4
 
 
 def hold_write_lock(release: threading.Event, held: threading.Event) -> None:
@@ -337,3 +337,33 @@ def test_values_are_stored_only_when_asked_and_masked_by_column() -> None:
         "<redacted>",
         "ada@example.com",
     ]
+
+
+def written() -> bool:
+    from django.db import OperationalError
+
+    try:
+        return QueryShape.objects.exists()
+    except OperationalError:  # SQLite's shared in-memory test database: the writer holds it
+        return False
+
+
+def test_the_background_thread_flushes_every_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from django_dbperf.stats import flusher
+
+    monkeypatch.setattr(flusher, "_under_test_runner", lambda: False)  # as in production
+    background = flusher.Flusher()
+    queries = captured(Book.objects.all())
+    with override_settings(DBPERF={"STATS": {"FLUSH_INTERVAL_S": 1}}):
+        background.ensure_running()
+        background.buffer.record(queries, [], view="v", weight=1.0, max_shapes=10)
+        try:
+            deadline = time.monotonic() + 60  # one second is the interval; a wide margin
+            while not written() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            background.stop()
+    assert [shape.sampled_calls for shape in QueryShape.objects.all()] == [1]
+    assert not background.buffer

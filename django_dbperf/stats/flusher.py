@@ -43,6 +43,7 @@ class Flusher:
         self._lock = threading.Lock()  # one flush at a time in this process
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
+        self._stopping = False
         self._last_error_log = -float("inf")
         self._last_prune = -float("inf")
         self.failures = 0
@@ -61,10 +62,20 @@ class Flusher:
                 thread.start()
 
     def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.wait(_config()["FLUSH_INTERVAL_S"])
             self._wake.clear()
             self.flush_here()
+
+    def stop(self) -> None:
+        """End the background thread after one last flush (for tests and embedding)."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        thread.join()
+        self._thread, self._stopping = None, False
 
     # --- flushing ------------------------------------------------------------------------
 
