@@ -241,6 +241,7 @@ def measure_request_costs() -> None:
     from django_dbperf.analysis import analyse
     from django_dbperf.conf import get_config
     from django_dbperf.middleware import QueryCountMiddleware
+    from django_dbperf.stats.buffer import Buffer
 
     app = bench.define_app()
     print("\n1c. per-request costs (us per request; 50 queries captured)\n")
@@ -269,6 +270,15 @@ def measure_request_costs() -> None:
 
         label = f"middleware finish() (incl. analysis), /{view.__name__}/"
         print(f"  {label:<48} {_per_call_us(finished):7.1f}")
+        buffer = Buffer()  # the statistics store's buffer, as finish() fills the process's
+
+        def recorded(
+            q: Any = records, f: Any = captured.findings, b: Any = buffer, v: Any = view
+        ) -> None:
+            b.record(q, f, view=v.__name__, weight=1.0, max_shapes=5000)
+
+        label = f"  of which statistics: record(), /{view.__name__}/"
+        print(f"  {label:<48} {_per_call_us(recorded):7.1f}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -538,6 +538,15 @@ def make_variants(names: set[str] | None) -> tuple[list[Variant], list[str]]:
             note="capture + detection + headers",
         ),
         Variant(
+            "dbperf full, statistics off",
+            build_handler([dbperf_mw]),
+            "/dashboard/",
+            "bare",
+            enter=set_dbperf(SAMPLE_RATE=1.0, STATS={"ENABLED": False}),
+            exit=set_dbperf(SAMPLE_RATE=1.0),
+            note="as full, without recording into the statistics store's buffer",
+        ),
+        Variant(
             "dbperf unsampled (SAMPLE_RATE=0)",
             build_handler([dbperf_mw]),
             "/dashboard/",

@@ -147,12 +147,31 @@ def _merge_into(table: dict[Any, Totals], key: Any, totals: Totals) -> None:
 ParamsSample = Callable[[QueryRecord], list[Any] | None]
 
 
+# What a request adds per query, before any summing: one entry per (shape, view, lines, hour).
+# The lines by id(): a Callsite is one shared object per line (hashing it costs more than the
+# rest of the key), and the entry keeps both objects, so their ids stay theirs.
+EntryKey = tuple[str, str, str, int, int, int]
+# [weighted calls, sampled calls, weighted ms, max ms, weighted rows, histogram, first, last,
+#  callsite, framework]
+Entry = list[Any]
+
+
 class Buffer:
-    """The process's buffer; ``take()`` hands its contents to a flush and starts afresh."""
+    """The process's buffer; ``take()`` hands its contents to a flush and starts afresh.
+
+    A request only adds to one list per (shape, view, lines, hour) under one lock: a few
+    hundred nanoseconds per query. Shapes', hours' and sites' totals are summed from those
+    entries when a flush takes them (``Batch``), off the request path. A batch whose write
+    failed is kept as it is and merged into the next one.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._batch = Batch()
+        self._entries: dict[EntryKey, Entry] = {}
+        self._shapes: dict[ShapeKey, Shape] = {}
+        self._findings: dict[FindingKey, FindingTotals] = {}
+        self._overflow = 0
+        self._failed: Batch | None = None
 
     def record(
         self,
@@ -167,57 +186,61 @@ class Buffer:
         """Add one sampled request's queries and findings (``weight`` = 1 / SAMPLE_RATE)."""
         now = time.time()
         hour = int(now // HOUR * HOUR)
+        bucket_of = histogram.bucket_of
         with self._lock:
-            batch = self._batch
-            shapes, hours, sites = batch.shapes, batch.hours, batch.sites
+            entries, shapes = self._entries, self._shapes
             for query in queries:
-                key = (query.alias, query.fingerprint)
-                shape = shapes.get(key)
-                if shape is None:
-                    if len(shapes) >= max_shapes:
-                        batch.overflow += 1
-                        continue
-                    params = sample_params(query) if sample_params is not None else None
-                    raw = None if query.many else query.params
-                    shape = shapes[key] = Shape(query.sql, params, raw)
-                ms, rows = query.duration * 1000, query.rows
-                shape.totals.add(ms, rows, weight, now)
-                hour_key = (*key, hour)
-                totals = hours.get(hour_key)
-                if totals is None:
-                    totals = hours[hour_key] = Totals()
-                totals.add(ms, rows, weight, now)
-                site_key = (*key, view, query.callsite, query.framework)
-                totals = sites.get(site_key)
-                if totals is None:
-                    totals = sites[site_key] = Totals()
-                totals.add(ms, rows, weight, now)
+                callsite, framework = query.callsite, query.framework
+                key = (query.alias, query.fingerprint, view, id(callsite), id(framework), hour)
+                entry = entries.get(key)
+                if entry is None:
+                    shape_key = (query.alias, query.fingerprint)
+                    if shape_key not in shapes:
+                        if len(shapes) >= max_shapes:
+                            self._overflow += 1
+                            continue
+                        params = sample_params(query) if sample_params is not None else None
+                        raw = None if query.many else query.params
+                        shapes[shape_key] = Shape(query.sql, params, raw)
+                    entry = [0.0, 0, 0.0, 0.0, 0.0, {}, now, now, callsite, framework]
+                    entries[key] = entry
+                ms = query.duration * 1000
+                entry[0] += weight
+                entry[1] += 1
+                entry[2] += ms * weight
+                if ms > entry[3]:
+                    entry[3] = ms
+                if query.rows > 0:
+                    entry[4] += query.rows * weight
+                counts = entry[5]
+                bucket = bucket_of(ms)
+                counts[bucket] = counts.get(bucket, 0) + 1
+                entry[7] = now
             findings = list(findings)
             if findings:
                 aliases: dict[str, set[str]] = {}
                 for query in queries:
                     aliases.setdefault(query.fingerprint, set()).add(query.alias)
                 for finding in findings:
-                    self._record_finding(batch, finding, view, now, aliases)
+                    self._record_finding(finding, view, now, aliases)
 
-    @staticmethod
     def _record_finding(
-        batch: Batch, finding: Any, view: str, now: float, aliases: dict[str, set[str]]
+        self, finding: Any, view: str, now: float, aliases: dict[str, set[str]]
     ) -> None:
         from django_dbperf.analysis.findings import DUPLICATE, N_PLUS_ONE
 
         subject = finding.relation or finding.model or ""
         site = finding.callsite or finding.framework
         key = (finding.kind, finding.fingerprint, site, subject, view)
-        found = batch.findings.get(key)
+        found = self._findings.get(key)
         if found is None:
-            found = batch.findings[key] = FindingTotals(finding.suggestion, first_seen=now)
+            found = self._findings[key] = FindingTotals(finding.suggestion, first_seen=now)
         found.occurrences += 1
         found.queries += finding.count
         found.total_ms += finding.total_ms
         found.last_seen = now
         for alias in aliases.get(finding.fingerprint, ()):
-            shape = batch.shapes.get((alias, finding.fingerprint))
+            shape = self._shapes.get((alias, finding.fingerprint))
             if shape is None:  # its shape overflowed
                 continue
             if finding.kind == N_PLUS_ONE:
@@ -225,17 +248,50 @@ class Buffer:
             elif finding.kind == DUPLICATE:
                 shape.duplicates += 1
 
-    def take(self) -> Batch:
-        """Everything buffered, leaving the buffer empty."""
+    def take(self, max_shapes: int | None = None) -> Batch:
+        """Everything buffered, summed into a batch, leaving the buffer empty."""
         with self._lock:
-            batch, self._batch = self._batch, Batch()
-        return batch
+            entries, shapes, findings = self._entries, self._shapes, self._findings
+            overflow, failed = self._overflow, self._failed
+            self._entries, self._shapes, self._findings = {}, {}, {}
+            self._overflow, self._failed = 0, None
+        batch = _summed(entries, shapes, findings, overflow)
+        if failed is None:
+            return batch
+        bound = len(failed.shapes) + len(batch.shapes) if max_shapes is None else max_shapes
+        failed.merge(batch, bound)
+        return failed
 
     def give_back(self, batch: Batch, max_shapes: int) -> None:
-        """A batch whose flush failed: kept for the next try (within the memory bound)."""
+        """A batch whose write failed: kept for the next try (within the memory bound)."""
         with self._lock:
-            batch.merge(self._batch, max_shapes)
-            self._batch = batch
+            if self._failed is not None:
+                batch.merge(self._failed, max_shapes)
+            self._failed = batch
 
     def __len__(self) -> int:
-        return len(self._batch.shapes)
+        with self._lock:
+            failed = len(self._failed.shapes) if self._failed is not None else 0
+            return len(self._shapes) + failed
+
+
+def _totals(entry: Entry) -> Totals:
+    calls, sampled, total, maximum, rows, counts, first, last = entry[:8]
+    return Totals(calls, sampled, total, maximum, rows, dict(counts), first, last)
+
+
+def _summed(
+    entries: dict[EntryKey, Entry],
+    shapes: dict[ShapeKey, Shape],
+    findings: dict[FindingKey, FindingTotals],
+    overflow: int,
+) -> Batch:
+    """The per-shape, per-hour and per-(view, lines) totals of a buffer's entries."""
+    batch = Batch(shapes=shapes, findings=findings, overflow=overflow)
+    for (alias, shape, view, _, _, hour), entry in entries.items():
+        totals = _totals(entry)
+        callsite, framework = entry[8], entry[9]
+        shapes[(alias, shape)].totals.merge(totals)
+        _merge_into(batch.hours, (alias, shape, hour), _totals(entry))
+        _merge_into(batch.sites, (alias, shape, view, callsite, framework), _totals(entry))
+    return batch

@@ -92,7 +92,7 @@ class Flusher:
         config = _config()
         using = config["DATABASE"]
         with self._lock:
-            batch = self.buffer.take()
+            batch = self.buffer.take(config["MAX_FINGERPRINTS"])
             if not batch:
                 return FlushResult(False)
             try:

@@ -20,10 +20,15 @@ BUCKETS = 2 + math.ceil(math.log(60_000 / FLOOR_MS) / _LOG_RATIO)
 Histogram = dict[int, int]
 
 
+_LAST = BUCKETS - 1
+_log = math.log
+
+
 def bucket_of(ms: float) -> int:
     if ms < FLOOR_MS:
         return 0
-    return min(BUCKETS - 1, 1 + int(math.log(ms / FLOOR_MS) / _LOG_RATIO))
+    bucket = 1 + int(_log(ms / FLOOR_MS) / _LOG_RATIO)
+    return bucket if bucket < _LAST else _LAST
 
 
 def bounds(bucket: int) -> tuple[float, float]:
