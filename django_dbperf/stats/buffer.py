@@ -270,9 +270,11 @@ class Buffer:
             self._failed = batch
 
     def __len__(self) -> int:
+        """The statement shapes buffered (new, and kept from a failed write)."""
         with self._lock:
-            failed = len(self._failed.shapes) if self._failed is not None else 0
-            return len(self._shapes) + failed
+            if self._failed is None:
+                return len(self._shapes)
+            return len(self._shapes.keys() | self._failed.shapes.keys())
 
 
 def _totals(entry: Entry) -> Totals:
