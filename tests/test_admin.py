@@ -265,3 +265,20 @@ def test_pg_statements_rows_link_to_views_or_say_they_were_never_sampled(
     )
     assert recorded.fingerprint_id in html and "n_plus_one" in html
     assert "not seen in sampled requests" in html
+
+
+def test_the_trend_chart_draws_one_bar_per_hour_with_data_and_escapes_labels() -> None:
+    import datetime as dt
+
+    from django_dbperf.admin.charts import Point, trend_svg
+
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    points = [
+        Point(start + dt.timedelta(hours=hour), calls, p95)
+        for hour, calls, p95 in [(0, 10, 2.0), (5, 30, None), (23, 5, 9.5), (30, 99, 1.0)]
+    ]
+    svg = str(trend_svg(points, start=start, hours=24, bar_label="<b>", line_label="ms"))
+    assert svg.count('class="bar"') == 3  # the hour past the range is left out
+    assert svg.count('class="dot"') == 2 and "<b>" not in svg and "&lt;b&gt;" in svg
+    empty = str(trend_svg([], start=start, hours=24, bar_label="calls", line_label="ms"))
+    assert "No data in these 24 hours" in empty and 'class="bar"' not in empty

@@ -19,6 +19,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import Client, override_settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from django_dbperf import capture_queries, stats
 from django_dbperf.capture import QueryRecord
@@ -134,8 +137,8 @@ def test_rows_are_recorded_where_the_driver_reports_them() -> None:
     stats.flush()
     update = next(s for s in QueryShape.objects.all() if s.sql.startswith("UPDATE"))
     assert update.rows == 6 and not update.is_select
-    # psycopg counts a SELECT's rows; SQLite's driver does not (-1: not counted).
-    assert shape_of(Book).rows == (6 if connection.vendor == "postgresql" else 0)
+    # psycopg counts a SELECT's rows; SQLite's driver does not (-1: not counted, not zero).
+    assert shape_of(Book).rows == (6 if connection.vendor == "postgresql" else None)
 
 
 def test_slow_queries_are_logged_with_shape_view_and_line(
@@ -367,3 +370,90 @@ def test_the_background_thread_flushes_every_interval(monkeypatch: pytest.Monkey
             background.stop()
     assert [shape.sampled_calls for shape in QueryShape.objects.all()] == [1]
     assert not background.buffer
+
+
+# --- the buffer, against a plain sum -------------------------------------------------------
+
+
+def record_of(shape: int, line: int, ms: float) -> QueryRecord:
+    from django_dbperf.capture import Callsite
+
+    site = Callsite("app/views.py", line, "view", "app.views")
+    return QueryRecord(f"SELECT {shape}", None, False, "default", ms / 1000, f"S{shape}", site)
+
+
+REQUESTS = st.lists(
+    st.tuples(
+        st.lists(
+            st.tuples(st.integers(0, 5), st.integers(1, 3), st.floats(0.01, 5000)), max_size=8
+        ),
+        st.sampled_from(["a", "b"]),
+        st.sampled_from(["record", "flush", "fail"]),  # then: nothing, a write, a failed write
+    ),
+    max_size=25,
+)
+Key = tuple[str, str, int]
+
+
+def replay(requests: list[Any], max_shapes: int) -> tuple[list[Any], int]:
+    """Record ``requests``, taking batches and giving failed ones back as they say; the
+    batches written, and how many queries were recorded."""
+    from django_dbperf.stats.buffer import Buffer
+
+    buffer, batches = Buffer(), []
+    for queries, view, then in requests:
+        records = [record_of(shape, line, ms) for shape, line, ms in queries]
+        buffer.record(records, [], view=view, weight=1.0, max_shapes=max_shapes)
+        if then == "flush":
+            batches.append(buffer.take(max_shapes))
+        elif then == "fail":
+            buffer.give_back(buffer.take(max_shapes), max_shapes)
+    batches.append(buffer.take(max_shapes))
+    return batches, sum(len(queries) for queries, _, _ in requests)
+
+
+def sites_written(batches: list[Any]) -> dict[Key, list[float]]:
+    written: dict[Key, list[float]] = {}
+    for batch in batches:
+        for (_, shape, view, callsite, _), totals in batch.sites.items():
+            entry = written.setdefault((shape, view, callsite.line), [0, 0.0, 0.0])
+            entry[0] += totals.sampled
+            entry[1] += totals.total_ms
+            entry[2] = max(entry[2], totals.max_ms)
+            assert sum(totals.histogram.values()) == totals.sampled
+        shapes = sum(shape.totals.sampled for shape in batch.shapes.values())
+        assert shapes == sum(h.sampled for h in batch.hours.values())
+        assert shapes == sum(s.sampled for s in batch.sites.values())
+    return written
+
+
+@given(requests=REQUESTS)
+@hypothesis_settings(max_examples=150, deadline=None)
+def test_what_is_written_is_the_plain_sum_of_what_was_recorded(requests: list[Any]) -> None:
+    """Whatever the order of requests, writes and failed writes, each sampled call is written
+    exactly once, with its time, under its shape, view and line."""
+    batches, _ = replay(requests, max_shapes=100)
+    expected: dict[Key, list[float]] = {}
+    for queries, view, _ in requests:
+        for shape, line, ms in queries:
+            entry = expected.setdefault((f"S{shape}", view, line), [0, 0.0, 0.0])
+            entry[0] += 1
+            entry[1] += ms
+            entry[2] = max(entry[2], ms)
+    written = sites_written(batches)
+    assert written.keys() == expected.keys()
+    for key, (calls, total, maximum) in expected.items():
+        assert written[key][0] == calls
+        assert written[key][2] == pytest.approx(maximum, rel=1e-9)
+        assert written[key][1] == pytest.approx(total, rel=1e-9)
+
+
+@given(requests=REQUESTS, max_shapes=st.integers(1, 4))
+@hypothesis_settings(max_examples=150, deadline=None)
+def test_under_the_memory_bound_every_call_is_written_or_counted(
+    requests: list[Any], max_shapes: int
+) -> None:
+    batches, recorded = replay(requests, max_shapes)
+    written = sum(entry[0] for entry in sites_written(batches).values())
+    assert written + sum(batch.overflow for batch in batches) == recorded
+    assert all(len(batch.shapes) <= max_shapes for batch in batches)

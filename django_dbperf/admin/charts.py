@@ -67,7 +67,15 @@ def trend_svg(
         f"{'M' if n == 0 else 'L'}{PAD_LEFT + (index + 0.5) * slot:.1f},{y(value, top_line):.1f}"
         for n, (index, value) in enumerate(line_points)
     )
-    line = format_html('<path d="{}" class="line" fill="none"/>', path) if path else ""
+    dots = format_html_join(
+        "",
+        '<circle cx="{}" cy="{}" r="2" class="dot"/>',
+        (
+            (f"{PAD_LEFT + (index + 0.5) * slot:.1f}", f"{y(value, top_line):.1f}")
+            for index, value in line_points
+        ),
+    )
+    line = format_html('<path d="{}" class="line" fill="none"/>{}', path, dots) if path else ""
     empty = (
         format_html(
             '<text x="{}" y="{}" class="empty">No data in these {} hours</text>',

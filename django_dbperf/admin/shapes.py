@@ -24,6 +24,7 @@ from django_dbperf.conf import get_config
 from django_dbperf.stats.models import PgStatement, QueryShape, QueryShapeHour, QueryShapeSite
 
 TREND_HOURS = 14 * 24
+MIN_TREND_HOURS = 24
 TOP_VIEWS_IN_FILTER = 100
 SITES_SHOWN = 50
 
@@ -164,17 +165,22 @@ class QueryShapeAdmin(ReadOnlyAdmin):
             .order_by("-total")
         )
         now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-        start = now - dt.timedelta(hours=TREND_HOURS - 1)
-        hours = QueryShapeHour.objects.using(using).filter(shape=shape, hour__gte=start)
+        earliest = now - dt.timedelta(hours=TREND_HOURS - 1)
+        hours = list(QueryShapeHour.objects.using(using).filter(shape=shape, hour__gte=earliest))
+        # From the first hour with data (bars stay readable for a new shape), at least a day.
+        first = min((hour.hour for hour in hours), default=now)
+        start = min(max(first, earliest), now - dt.timedelta(hours=MIN_TREND_HOURS - 1))
         chart = trend_svg(
             [Point(hour.hour, hour.calls, hour.p95_ms) for hour in hours],
             start=start,
-            hours=TREND_HOURS,
+            hours=int((now - start).total_seconds() // 3600) + 1,
             bar_label="calls",
             line_label="ms p95",
         )
         statements = (
-            list(PgStatement.objects.using(using).filter(queryid=shape.queryid))
+            list(
+                PgStatement.objects.using(using).filter(queryid=shape.queryid).order_by("-toplevel")
+            )
             if shape.queryid is not None
             else []
         )

@@ -37,30 +37,18 @@ class Totals:
     sampled: int = 0
     total_ms: float = 0.0  # estimated like calls
     max_ms: float = 0.0
-    rows: float = 0.0  # estimated; only statements whose driver reported a row count
+    rows: float | None = None  # estimated; None until a call's driver reports its row count
     histogram: Histogram = field(default_factory=dict)  # sampled durations
     first_seen: float = 0.0
     last_seen: float = 0.0
-
-    def add(self, ms: float, rows: int, weight: float, now: float) -> None:
-        self.calls += weight
-        self.sampled += 1
-        self.total_ms += ms * weight
-        if ms > self.max_ms:
-            self.max_ms = ms
-        if rows > 0:
-            self.rows += rows * weight
-        histogram.add(self.histogram, ms)
-        if not self.first_seen:
-            self.first_seen = now
-        self.last_seen = now
 
     def merge(self, other: Totals) -> None:
         self.calls += other.calls
         self.sampled += other.sampled
         self.total_ms += other.total_ms
         self.max_ms = max(self.max_ms, other.max_ms)
-        self.rows += other.rows
+        if other.rows is not None:
+            self.rows = (self.rows or 0.0) + other.rows
         histogram.merge(self.histogram, other.histogram)
         self.first_seen = min(filter(None, (self.first_seen, other.first_seen)), default=0.0)
         self.last_seen = max(self.last_seen, other.last_seen)
@@ -202,7 +190,7 @@ class Buffer:
                         params = sample_params(query) if sample_params is not None else None
                         raw = None if query.many else query.params
                         shapes[shape_key] = Shape(query.sql, params, raw)
-                    entry = [0.0, 0, 0.0, 0.0, 0.0, {}, now, now, callsite, framework]
+                    entry = [0.0, 0, 0.0, 0.0, None, {}, now, now, callsite, framework]
                     entries[key] = entry
                 ms = query.duration * 1000
                 entry[0] += weight
@@ -210,8 +198,8 @@ class Buffer:
                 entry[2] += ms * weight
                 if ms > entry[3]:
                     entry[3] = ms
-                if query.rows > 0:
-                    entry[4] += query.rows * weight
+                if query.rows >= 0:  # -1: the driver did not say
+                    entry[4] = (entry[4] or 0.0) + query.rows * weight
                 counts = entry[5]
                 bucket = bucket_of(ms)
                 counts[bucket] = counts.get(bucket, 0) + 1

@@ -19,7 +19,9 @@ class Measured(models.Model):
     sampled_calls = models.BigIntegerField(default=0)
     total_ms = models.FloatField(default=0.0, help_text="Estimated like calls.")
     max_ms = models.FloatField(default=0.0)
-    rows = models.FloatField(default=0.0, help_text="Estimated; where the driver reports rows.")
+    rows = models.FloatField(
+        null=True, blank=True, help_text="Estimated; None when the driver reported no count."
+    )
     histogram = models.JSONField(default=dict, help_text="Sampled durations by log bucket.")
     # Read from the histogram at each flush, stored so that pages can sort by them.
     p50_ms = models.FloatField(null=True, blank=True)
@@ -58,7 +60,8 @@ class QueryShape(Measured):
     queryid_note = models.CharField(max_length=255, blank=True, help_text="Why it is unknown.")
 
     class Meta:
-        verbose_name = "query shape"
+        verbose_name = "statement"
+        verbose_name_plural = "slow queries"
         constraints = [
             models.UniqueConstraint(fields=["alias", "fingerprint_id"], name="dbperf_shape_key")
         ]
@@ -166,7 +169,8 @@ class PgStatement(models.Model):
     last_seen = models.DateTimeField(help_text="When its counters last grew.")
 
     class Meta:
-        verbose_name = "pg_stat_statements row"
+        verbose_name = "statement in pg_stat_statements"
+        verbose_name_plural = "statements in pg_stat_statements"
         constraints = [
             models.UniqueConstraint(
                 fields=["userid", "dbid", "queryid", "toplevel"], name="dbperf_pgstatement_key"

@@ -146,7 +146,8 @@ def _add(row: Measured, totals: Totals) -> None:
     row.sampled_calls += totals.sampled
     row.total_ms += totals.total_ms
     row.max_ms = max(row.max_ms, totals.max_ms)
-    row.rows += totals.rows
+    if totals.rows is not None:
+        row.rows = (row.rows or 0.0) + totals.rows
     merged = histogram.merge(histogram.from_json(row.histogram), totals.histogram)
     row.histogram = histogram.to_json(merged)
     first, last = when(totals.first_seen), when(totals.last_seen)
