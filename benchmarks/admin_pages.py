@@ -48,6 +48,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,7 +236,8 @@ class Seeded:
 
     plan: Plan
     seconds: float = 0.0
-    generate_seconds: float = 0.0
+    phases: list[tuple[str, int, float]] = field(default_factory=list)  # (what, rows, s)
+    settled: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     busiest_shape: int = 0
     busiest_hours: int = 0
@@ -644,7 +646,83 @@ def empty_tables() -> None:
     )
 
 
-def seed(plan: Plan, progress: Any) -> Seeded:
+@contextmanager
+def indexes_built_after(model: Any) -> Iterator[None]:
+    """PostgreSQL: the table's indexes, unique and foreign-key constraints (not its primary
+    key) dropped for a bulk load and built again after it, from their own definitions: one
+    sort per index and one join per foreign key instead of a B-tree insert and a deferred
+    trigger per row. Inside the seeding transaction, so nothing is lost if the load fails."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        yield
+        return
+    table = quote(model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s::regclass AND contype IN ('u', 'f') ORDER BY conname",
+            [model._meta.db_table],
+        )
+        constraints = cursor.fetchall()
+        for name, _ in constraints:
+            cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {quote(name)}")
+        cursor.execute(
+            "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
+            "JOIN pg_class i ON i.oid = x.indexrelid "
+            "WHERE x.indrelid = %s::regclass AND NOT x.indisprimary ORDER BY i.relname",
+            [model._meta.db_table],
+        )
+        indexes = cursor.fetchall()
+        for name, _ in indexes:
+            cursor.execute(f"DROP INDEX {quote(name)}")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        for _, definition in indexes:
+            cursor.execute(definition)
+        for name, definition in constraints:
+            cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {quote(name)} {definition}")
+
+
+def settle(vacuum: bool, progress: Any) -> str:
+    """Fresh planner statistics (and, with ``vacuum``, the visibility map autovacuum would
+    set after such a load); then wait for autovacuum workers to finish, so that none runs
+    during the timings. Returns what was done."""
+    from django.db import connection
+
+    from django_dbperf import models
+
+    tables = [
+        quote(model._meta.db_table)
+        for model in (
+            models.QueryShape, models.QueryShapeSite, models.QueryShapeHour, models.FindingStat,
+            models.PgStatement, models.PgStatementHour, models.StoreCounter,
+        )
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            cursor.execute("ANALYZE")
+            return "ANALYZE"
+        command = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
+        progress(command)
+        cursor.execute(f"{command} {', '.join(tables)}")
+        deadline = time.monotonic() + 300
+        waited = 0.0
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            )
+            if not cursor.fetchone()[0]:
+                break
+            if not waited:
+                progress("waiting for autovacuum workers to finish")
+            time.sleep(1.0)
+            waited += 1.0
+    return command + (f", then {waited:.0f} s waiting for autovacuum" if waited else "")
+
+
+def seed(plan: Plan, vacuum: bool, progress: Any) -> Seeded:
     from django.core.management.color import no_style
     from django.db import connection, transaction
 
@@ -661,32 +739,44 @@ def seed(plan: Plan, progress: Any) -> Seeded:
     rng = random.Random(plan.seed)
     now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     hours = [now - dt.timedelta(hours=back) for back in range(plan.days * 24 - 1, -1, -1)]
+
+    def phase(label: str, model: Any, columns: Sequence[str], rows: Iterable[Any]) -> None:
+        progress(f"writing {label}")
+        began = time.perf_counter()
+        with indexes_built_after(model):
+            written = write_rows(model, columns, rows)
+        seeded.phases.append((label, written, time.perf_counter() - began))
+
     progress("generating shapes")
     shapes = generate_shapes(plan, rng, now)
-    seeded.generate_seconds = time.perf_counter() - started
+    seeded.phases.append(("shapes generated (Python)", len(shapes), time.perf_counter() - started))
     by_total = sorted(shapes, key=lambda shape: shape.total_ms, reverse=True)
     dense = {shape.id for shape in by_total[: plan.dense_shapes]}
     empty_tables()
     with transaction.atomic():
-        progress("writing shapes")
-        write_rows(QueryShape, SHAPE_COLUMNS, shape_rows(shapes, rng))
+        phase("query shapes", QueryShape, SHAPE_COLUMNS, shape_rows(shapes, rng))
         with connection.cursor() as cursor:
             for statement in connection.ops.sequence_reset_sql(no_style(), [QueryShape]):
                 cursor.execute(statement)
-        progress("writing (view, line) rows")
-        write_rows(QueryShapeSite, SITE_COLUMNS, site_rows(shapes, rng))
-        progress(f"writing hourly rows ({len(dense)} dense shapes x {len(hours)} hours)")
-        write_rows(
-            QueryShapeHour, HOUR_COLUMNS, hour_rows(shapes, dense, hours, plan.sparse_hours, rng)
+        phase("(view, line) rows", QueryShapeSite, SITE_COLUMNS, site_rows(shapes, rng))
+        phase(
+            "hourly rows",
+            QueryShapeHour,
+            HOUR_COLUMNS,
+            hour_rows(shapes, dense, hours, plan.sparse_hours, rng),
         )
-        progress("writing findings and pg_stat_statements rows")
-        write_rows(FindingStat, FINDING_COLUMNS, finding_rows(shapes, rng, now, plan.days))
-        write_rows(
-            PgStatement, PG_STATEMENT_COLUMNS, pg_statement_rows(shapes, rng, now, plan.days)
+        phase("findings", FindingStat, FINDING_COLUMNS, finding_rows(shapes, rng, now, plan.days))
+        phase(
+            "pg_stat_statements rows",
+            PgStatement,
+            PG_STATEMENT_COLUMNS,
+            pg_statement_rows(shapes, rng, now, plan.days),
         )
-    progress("ANALYZE")
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        began = time.perf_counter()
+    seeded.phases.append(("commit", 0, time.perf_counter() - began))
+    began = time.perf_counter()
+    seeded.settled = settle(vacuum, progress)
+    seeded.phases.append((seeded.settled, 0, time.perf_counter() - began))
     seeded.seconds = time.perf_counter() - started
 
     # The pages' parameters: the busiest shape, the busiest view, a table name to search.
@@ -878,6 +968,37 @@ def diagnose(page: Page, top: int = 3, floor_ms: float = 20.0) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def database_now() -> Any:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT CURRENT_TIMESTAMP")
+        return cursor.fetchone()[0]
+
+
+def autovacuum_since(since: Any) -> str:
+    """PostgreSQL: the tables autovacuum worked on since ``since``, and workers running now."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_stat_user_tables "
+            "WHERE GREATEST(last_autovacuum, last_autoanalyze) >= %s ORDER BY relname",
+            [since],
+        )
+        tables = [name for (name,) in cursor.fetchall()]
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+        )
+        running = cursor.fetchone()[0]
+    parts = [", ".join(tables)] if tables else []
+    if running:
+        parts.append(f"{running} worker(s) still running")
+    return "; ".join(parts)
+
+
 def describe_database() -> str:
     from django.db import connection
 
@@ -908,6 +1029,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=7, help="timed requests per page (7)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--no-vacuum",
+        action="store_true",
+        help="PostgreSQL: only ANALYZE after seeding, not VACUUM (ANALYZE)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the seeded rows in place")
     parser.add_argument("--check", action="store_true", help="exit 1 when a page misses the target")
     args = parser.parse_args(argv)
@@ -930,11 +1056,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{describe_database()}, {platform.machine()}, {os.cpu_count()} CPUs"
         )
         plan = Plan(args.shapes, args.days, args.dense_shapes, args.sparse_hours, args.seed)
-        seeded = seed(plan, progress)
-        print(
-            f"\nSeeded in {seeded.seconds:.1f} s (of which {seeded.generate_seconds:.1f} s "
-            f"generating the shapes in Python), then ANALYZE; seed {args.seed}:"
-        )
+        seeded = seed(plan, not args.no_vacuum, progress)
+        print(f"\nSeeded in {seeded.seconds:.1f} s (seed {args.seed}):")
+        for label, rows, seconds in seeded.phases:
+            count = f"{rows:>10,} rows" if rows else " " * 15
+            print(f"  {label:<40} {count}  {seconds:6.1f} s")
+        print("What was seeded:")
         for note in seeded.notes:
             print(f"  - {note}")
         sizes = table_sizes()
@@ -955,6 +1082,7 @@ def main(argv: list[str] | None = None) -> int:
         client = Client()
         client.force_login(user)
         results = pages(seeded)
+        since = database_now()
         try:
             for page in results:
                 progress(f"timing {page.name}")
@@ -972,6 +1100,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n{len(results) - len(failed)} of {len(results)} pages under "
                 f"{TARGET_MS:g} ms{scope}."
             )
+            disturbed = autovacuum_since(since)
+            if disturbed:
+                print(f"\nNote: autovacuum ran during the timings: {disturbed}")
             for page in failed:
                 diagnose(page)
         finally:
