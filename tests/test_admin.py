@@ -282,3 +282,22 @@ def test_the_trend_chart_draws_one_bar_per_hour_with_data_and_escapes_labels() -
     assert svg.count('class="dot"') == 2 and "<b>" not in svg and "&lt;b&gt;" in svg
     empty = str(trend_svg([], start=start, hours=24, bar_label="calls", line_label="ms"))
     assert "No data in these 24 hours" in empty and 'class="bar"' not in empty
+
+
+def test_the_cache_page_shows_counters_and_why_reads_were_served_uncached(
+    cache_alias: str,
+) -> None:
+    from django_dbperf.cache.store import STORE
+
+    make_library(authors=1, books_per_author=2)
+    list(Book.cache.plain().all().cached())
+    list(Book.cache.plain().all().cached())
+    STORE.bypass("testapp.Book", "a <b>reason</b> from another process")
+    STORE.reset()  # as another process: only the cache server knows the reason now
+    html = (
+        signed_in(user("a", staff=True, allowed=True))
+        .get("/admin/django_dbperf/cachereport/")
+        .content.decode()
+    )
+    assert "testapp.Book" in html and "Hit ratio" in html
+    assert "a &lt;b&gt;reason&lt;/b&gt; from another process" in html

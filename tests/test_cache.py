@@ -708,3 +708,21 @@ def test_an_empty_not_cached_list_tracks_sessions_again(
         bumps = spy_bumps(monkeypatch)
         save_a_session()
     assert len(bumps) == 2
+
+
+def test_bypass_reasons_read_back_from_the_server_are_text_only(cache_alias: str) -> None:
+    from django.core.cache import caches
+
+    from django_dbperf.cache.store import BYPASS_REASONS, REASON_LIMIT, STORE
+
+    STORE.bypass("testapp.Book", "x" * (REASON_LIMIT + 50))
+    key = STORE.key("meta", BYPASS_REASONS)
+    redis = STORE.redis()
+    if redis is not None:  # planted by something else: bytes that are not UTF-8
+        client, raw = redis
+        raw.hset(client.make_key(key), b"\xff\xfe planted", b"\x80")
+    else:
+        caches[cache_alias].set(key, {**caches[cache_alias].get(key), 3: object()}, None)
+    reasons = STORE.bypass_reasons()
+    assert reasons["x" * REASON_LIMIT] == "testapp.Book"
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in reasons.items())

@@ -429,7 +429,7 @@ def test_e014_stats_database_and_redaction_patterns_name_the_key() -> None:
     errors = check_settings()
     assert [error.id for error in errors] == ["dbperf.E002", "dbperf.E014", "dbperf.E014"]
     assert errors[1].msg == (
-        "DBPERF[\"STATS\"][\"DATABASE\"] is 'stats', but DATABASES has no such alias."
+        'DBPERF["STATS"]["DATABASE"] is \'stats\', but DATABASES has no such alias.'
     )
     assert errors[2].msg.startswith('DBPERF["STATS"]["REDACT_COLUMNS"][1] is')
 

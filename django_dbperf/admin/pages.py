@@ -111,5 +111,5 @@ class CacheReportAdmin(PageAdmin):
 
         return {
             "cache": cache_totals(),
-            "bypass_reasons": sorted(STORE.bypass_reasons()) if cache_configured() else [],
+            "bypass_reasons": sorted(STORE.bypass_reasons().items()) if cache_configured() else [],
         }

@@ -41,6 +41,9 @@ logger = logging.getLogger("django_dbperf")
 
 EPOCH = "epoch"
 SUBJECTS = "stats-subject-set"  # a Redis set on django-redis (a list elsewhere)
+BYPASS_REASONS = "bypass-reasons"  # reason -> subject: a Redis hash (a dict elsewhere)
+MAX_SHARED_REASONS = 200
+REASON_LIMIT = 500  # characters of one reason kept
 SEQ = "seq"  # the write sequence: row bumps set it, and their versions, to a growing number
 RUN_ID_CHECK_INTERVAL = 1.0  # seconds between checks that the server was not restarted
 STATS_FLUSH_INTERVAL = 1.0
@@ -546,11 +549,48 @@ class CacheStore:
                 self._bypass_reasons.add(reason)
         if new:
             logger.warning("django_dbperf cache: a %s read is served uncached: %s", subject, reason)
+            self._share_reason(subject, reason[:REASON_LIMIT])
 
-    def bypass_reasons(self) -> set[str]:
-        """The reasons this process served cached reads uncached (each logged once)."""
-        with self._lock:
-            return set(self._bypass_reasons)
+    def _share_reason(self, subject: str, reason: str) -> None:
+        """Keep a reason where every process (and the admin) can read it; at most a few."""
+        if not self.switched_on:
+            return
+        key = self.key("meta", BYPASS_REASONS)
+        try:
+            redis = self.redis()
+            if redis is not None:
+                client, raw = redis
+                name = client.make_key(key)
+                if raw.hlen(name) < MAX_SHARED_REASONS:
+                    raw.hsetnx(name, reason, subject)
+                return
+            known = self.cache.get(key)
+            known = dict(known) if isinstance(known, dict) else {}
+            if reason not in known and len(known) < MAX_SHARED_REASONS:
+                known[reason] = subject
+                self.cache.set(key, known, None)
+        except Exception as error:
+            self.failed(error, "sharing why a read was served uncached")
+
+    def bypass_reasons(self) -> dict[str, str]:
+        """Why cached reads were served uncached, by any process: ``{reason: model or tag}``.
+
+        Read back from the cache server, so untrusted: only text is kept, cut to length.
+        """
+        key = self.key("meta", BYPASS_REASONS)
+        found: dict[object, object] = {}
+        try:
+            redis = self.redis()
+            if redis is not None:
+                client, raw = redis
+                found = raw.hgetall(client.make_key(key)) or {}
+            else:
+                stored = self.cache.get(key)
+                found = stored if isinstance(stored, dict) else {}
+        except Exception as error:
+            self.failed(error, "reading why reads were served uncached")
+        reasons = {_text(reason): _text(subject) for reason, subject in found.items()}
+        return {reason: subject for reason, subject in reasons.items() if reason}
 
     def count_lookup(self, subject: str, tags: Iterable[str], event: str) -> None:
         """Count ``event`` (hit, miss) for ``subject`` and for each of the entry's tags."""
@@ -746,3 +786,10 @@ return 1
 _BUMP_ROW_SHA = hashlib.sha1(_BUMP_ROW.encode(), usedforsecurity=False).hexdigest()
 
 STORE = CacheStore()
+
+
+def _text(value: object) -> str:
+    """A stored reason or subject as text (bytes from Redis decoded), cut to length."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value[:REASON_LIMIT] if isinstance(value, str) else ""

@@ -5,212 +5,392 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='CacheReport',
+            name="CacheReport",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'cached querysets',
-                'verbose_name_plural': 'cached querysets',
-                'managed': False,
-                'default_permissions': (),
+                "verbose_name": "cached querysets",
+                "verbose_name_plural": "cached querysets",
+                "managed": False,
+                "default_permissions": (),
             },
         ),
         migrations.CreateModel(
-            name='Dashboard',
+            name="Dashboard",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'dashboard',
-                'verbose_name_plural': 'dashboard',
-                'permissions': [('view_dbperf', 'Can view database performance pages and run EXPLAIN')],
-                'managed': False,
-                'default_permissions': (),
+                "verbose_name": "dashboard",
+                "verbose_name_plural": "dashboard",
+                "permissions": [
+                    ("view_dbperf", "Can view database performance pages and run EXPLAIN")
+                ],
+                "managed": False,
+                "default_permissions": (),
             },
         ),
         migrations.CreateModel(
-            name='DatabaseHealth',
+            name="DatabaseHealth",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'database health',
-                'verbose_name_plural': 'database health',
-                'managed': False,
-                'default_permissions': (),
+                "verbose_name": "database health",
+                "verbose_name_plural": "database health",
+                "managed": False,
+                "default_permissions": (),
             },
         ),
         migrations.CreateModel(
-            name='StoreCounter',
+            name="StoreCounter",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, unique=True)),
-                ('value', models.BigIntegerField(default=0)),
-                ('updated', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64, unique=True)),
+                ("value", models.BigIntegerField(default=0)),
+                ("updated", models.DateTimeField()),
             ],
             options={
-                'verbose_name': 'store counter',
+                "verbose_name": "store counter",
             },
         ),
         migrations.CreateModel(
-            name='FindingStat',
+            name="FindingStat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=32)),
-                ('fingerprint_id', models.CharField(max_length=12)),
-                ('fingerprint', models.TextField()),
-                ('callsite', models.CharField(blank=True, max_length=500)),
-                ('subject', models.CharField(blank=True, help_text='Relation or model.', max_length=255)),
-                ('view', models.CharField(blank=True, max_length=255)),
-                ('suggestion', models.TextField(blank=True)),
-                ('occurrences', models.BigIntegerField(default=0, help_text='Sampled requests it was in.')),
-                ('queries', models.BigIntegerField(default=0, help_text='Queries it cost in those requests.')),
-                ('total_ms', models.FloatField(default=0.0)),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(max_length=32)),
+                ("fingerprint_id", models.CharField(max_length=12)),
+                ("fingerprint", models.TextField()),
+                ("callsite", models.CharField(blank=True, max_length=500)),
+                (
+                    "subject",
+                    models.CharField(blank=True, help_text="Relation or model.", max_length=255),
+                ),
+                ("view", models.CharField(blank=True, max_length=255)),
+                ("suggestion", models.TextField(blank=True)),
+                (
+                    "occurrences",
+                    models.BigIntegerField(default=0, help_text="Sampled requests it was in."),
+                ),
+                (
+                    "queries",
+                    models.BigIntegerField(
+                        default=0, help_text="Queries it cost in those requests."
+                    ),
+                ),
+                ("total_ms", models.FloatField(default=0.0)),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
             ],
             options={
-                'verbose_name': 'finding',
-                'indexes': [models.Index(fields=['-last_seen'], name='dbperf_finding_last_seen')],
-                'constraints': [models.UniqueConstraint(fields=('kind', 'fingerprint_id', 'callsite', 'subject', 'view'), name='dbperf_finding_key')],
+                "verbose_name": "finding",
+                "indexes": [models.Index(fields=["-last_seen"], name="dbperf_finding_last_seen")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("kind", "fingerprint_id", "callsite", "subject", "view"),
+                        name="dbperf_finding_key",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PgStatement',
+            name="PgStatement",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('userid', models.BigIntegerField()),
-                ('dbid', models.BigIntegerField()),
-                ('queryid', models.BigIntegerField()),
-                ('toplevel', models.BooleanField(default=True)),
-                ('query', models.TextField()),
-                ('calls', models.BigIntegerField(default=0)),
-                ('total_ms', models.FloatField(default=0.0)),
-                ('rows', models.BigIntegerField(default=0)),
-                ('shared_blks_hit', models.BigIntegerField(default=0)),
-                ('shared_blks_read', models.BigIntegerField(default=0)),
-                ('read_calls', models.BigIntegerField(default=0)),
-                ('read_total_ms', models.FloatField(default=0.0)),
-                ('read_rows', models.BigIntegerField(default=0)),
-                ('read_shared_blks_hit', models.BigIntegerField(default=0)),
-                ('read_shared_blks_read', models.BigIntegerField(default=0)),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField(help_text='When its counters last grew.')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("userid", models.BigIntegerField()),
+                ("dbid", models.BigIntegerField()),
+                ("queryid", models.BigIntegerField()),
+                ("toplevel", models.BooleanField(default=True)),
+                ("query", models.TextField()),
+                ("calls", models.BigIntegerField(default=0)),
+                ("total_ms", models.FloatField(default=0.0)),
+                ("rows", models.BigIntegerField(default=0)),
+                ("shared_blks_hit", models.BigIntegerField(default=0)),
+                ("shared_blks_read", models.BigIntegerField(default=0)),
+                ("read_calls", models.BigIntegerField(default=0)),
+                ("read_total_ms", models.FloatField(default=0.0)),
+                ("read_rows", models.BigIntegerField(default=0)),
+                ("read_shared_blks_hit", models.BigIntegerField(default=0)),
+                ("read_shared_blks_read", models.BigIntegerField(default=0)),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField(help_text="When its counters last grew.")),
             ],
             options={
-                'verbose_name': 'statement in pg_stat_statements',
-                'verbose_name_plural': 'statements in pg_stat_statements',
-                'indexes': [models.Index(fields=['queryid'], name='dbperf_pgstatement_queryid'), models.Index(fields=['-total_ms'], name='dbperf_pgstatement_total')],
-                'constraints': [models.UniqueConstraint(fields=('userid', 'dbid', 'queryid', 'toplevel'), name='dbperf_pgstatement_key')],
+                "verbose_name": "statement in pg_stat_statements",
+                "verbose_name_plural": "statements in pg_stat_statements",
+                "indexes": [
+                    models.Index(fields=["queryid"], name="dbperf_pgstatement_queryid"),
+                    models.Index(fields=["-total_ms"], name="dbperf_pgstatement_total"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("userid", "dbid", "queryid", "toplevel"),
+                        name="dbperf_pgstatement_key",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='QueryShape',
+            name="QueryShape",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('calls', models.FloatField(default=0.0, help_text='Estimated: sampled calls / SAMPLE_RATE.')),
-                ('sampled_calls', models.BigIntegerField(default=0)),
-                ('total_ms', models.FloatField(default=0.0, help_text='Estimated like calls.')),
-                ('max_ms', models.FloatField(default=0.0)),
-                ('rows', models.FloatField(blank=True, help_text='Estimated; None when the driver reported no count.', null=True)),
-                ('histogram', models.JSONField(default=dict, help_text='Sampled durations by log bucket.')),
-                ('p50_ms', models.FloatField(blank=True, null=True)),
-                ('p95_ms', models.FloatField(blank=True, null=True)),
-                ('p99_ms', models.FloatField(blank=True, null=True)),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
-                ('alias', models.CharField(max_length=100)),
-                ('fingerprint_id', models.CharField(help_text='As logs and findings print it.', max_length=12)),
-                ('fingerprint', models.TextField(help_text='The normalised statement.')),
-                ('sql', models.TextField(help_text='One statement as sent, with placeholders.')),
-                ('params', models.JSONField(blank=True, help_text='Only with STORE_PARAMS, redacted.', null=True)),
-                ('is_select', models.BooleanField(default=False)),
-                ('nplusone_findings', models.BigIntegerField(default=0)),
-                ('duplicate_findings', models.BigIntegerField(default=0)),
-                ('queryid', models.BigIntegerField(blank=True, null=True)),
-                ('queryid_note', models.CharField(blank=True, help_text='Why it is unknown.', max_length=255)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "calls",
+                    models.FloatField(
+                        default=0.0, help_text="Estimated: sampled calls / SAMPLE_RATE."
+                    ),
+                ),
+                ("sampled_calls", models.BigIntegerField(default=0)),
+                ("total_ms", models.FloatField(default=0.0, help_text="Estimated like calls.")),
+                ("max_ms", models.FloatField(default=0.0)),
+                (
+                    "rows",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Estimated; None when the driver reported no count.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "histogram",
+                    models.JSONField(default=dict, help_text="Sampled durations by log bucket."),
+                ),
+                ("p50_ms", models.FloatField(blank=True, null=True)),
+                ("p95_ms", models.FloatField(blank=True, null=True)),
+                ("p99_ms", models.FloatField(blank=True, null=True)),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                ("alias", models.CharField(max_length=100)),
+                (
+                    "fingerprint_id",
+                    models.CharField(help_text="As logs and findings print it.", max_length=12),
+                ),
+                ("fingerprint", models.TextField(help_text="The normalised statement.")),
+                ("sql", models.TextField(help_text="One statement as sent, with placeholders.")),
+                (
+                    "params",
+                    models.JSONField(
+                        blank=True, help_text="Only with STORE_PARAMS, redacted.", null=True
+                    ),
+                ),
+                ("is_select", models.BooleanField(default=False)),
+                ("nplusone_findings", models.BigIntegerField(default=0)),
+                ("duplicate_findings", models.BigIntegerField(default=0)),
+                ("queryid", models.BigIntegerField(blank=True, null=True)),
+                (
+                    "queryid_note",
+                    models.CharField(blank=True, help_text="Why it is unknown.", max_length=255),
+                ),
             ],
             options={
-                'verbose_name': 'statement',
-                'verbose_name_plural': 'slow queries',
-                'indexes': [models.Index(fields=['-total_ms'], name='dbperf_shape_total'), models.Index(fields=['-last_seen'], name='dbperf_shape_last_seen'), models.Index(fields=['-calls'], name='dbperf_shape_calls'), models.Index(fields=['-p95_ms'], name='dbperf_shape_p95'), models.Index(fields=['queryid'], name='dbperf_shape_queryid')],
-                'constraints': [models.UniqueConstraint(fields=('alias', 'fingerprint_id'), name='dbperf_shape_key')],
+                "verbose_name": "statement",
+                "verbose_name_plural": "slow queries",
+                "indexes": [
+                    models.Index(fields=["-total_ms"], name="dbperf_shape_total"),
+                    models.Index(fields=["-last_seen"], name="dbperf_shape_last_seen"),
+                    models.Index(fields=["-calls"], name="dbperf_shape_calls"),
+                    models.Index(fields=["-p95_ms"], name="dbperf_shape_p95"),
+                    models.Index(fields=["queryid"], name="dbperf_shape_queryid"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("alias", "fingerprint_id"), name="dbperf_shape_key"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PgStatementHour',
+            name="PgStatementHour",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('hour', models.DateTimeField()),
-                ('calls', models.BigIntegerField(default=0)),
-                ('total_ms', models.FloatField(default=0.0)),
-                ('rows', models.BigIntegerField(default=0)),
-                ('statement', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='hours', to='django_dbperf.pgstatement')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("hour", models.DateTimeField()),
+                ("calls", models.BigIntegerField(default=0)),
+                ("total_ms", models.FloatField(default=0.0)),
+                ("rows", models.BigIntegerField(default=0)),
+                (
+                    "statement",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="hours",
+                        to="django_dbperf.pgstatement",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'pg_stat_statements hour',
-                'indexes': [models.Index(fields=['hour'], name='dbperf_pghour_hour')],
-                'constraints': [models.UniqueConstraint(fields=('statement', 'hour'), name='dbperf_pghour_key')],
+                "verbose_name": "pg_stat_statements hour",
+                "indexes": [models.Index(fields=["hour"], name="dbperf_pghour_hour")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("statement", "hour"), name="dbperf_pghour_key")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='QueryShapeHour',
+            name="QueryShapeHour",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('calls', models.FloatField(default=0.0, help_text='Estimated: sampled calls / SAMPLE_RATE.')),
-                ('sampled_calls', models.BigIntegerField(default=0)),
-                ('total_ms', models.FloatField(default=0.0, help_text='Estimated like calls.')),
-                ('max_ms', models.FloatField(default=0.0)),
-                ('rows', models.FloatField(blank=True, help_text='Estimated; None when the driver reported no count.', null=True)),
-                ('histogram', models.JSONField(default=dict, help_text='Sampled durations by log bucket.')),
-                ('p50_ms', models.FloatField(blank=True, null=True)),
-                ('p95_ms', models.FloatField(blank=True, null=True)),
-                ('p99_ms', models.FloatField(blank=True, null=True)),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
-                ('hour', models.DateTimeField()),
-                ('shape', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='hours', to='django_dbperf.queryshape')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "calls",
+                    models.FloatField(
+                        default=0.0, help_text="Estimated: sampled calls / SAMPLE_RATE."
+                    ),
+                ),
+                ("sampled_calls", models.BigIntegerField(default=0)),
+                ("total_ms", models.FloatField(default=0.0, help_text="Estimated like calls.")),
+                ("max_ms", models.FloatField(default=0.0)),
+                (
+                    "rows",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Estimated; None when the driver reported no count.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "histogram",
+                    models.JSONField(default=dict, help_text="Sampled durations by log bucket."),
+                ),
+                ("p50_ms", models.FloatField(blank=True, null=True)),
+                ("p95_ms", models.FloatField(blank=True, null=True)),
+                ("p99_ms", models.FloatField(blank=True, null=True)),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                ("hour", models.DateTimeField()),
+                (
+                    "shape",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="hours",
+                        to="django_dbperf.queryshape",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'query shape hour',
-                'indexes': [models.Index(fields=['hour'], name='dbperf_hour_hour')],
-                'constraints': [models.UniqueConstraint(fields=('shape', 'hour'), name='dbperf_hour_key')],
+                "verbose_name": "query shape hour",
+                "indexes": [models.Index(fields=["hour"], name="dbperf_hour_hour")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("shape", "hour"), name="dbperf_hour_key")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='QueryShapeSite',
+            name="QueryShapeSite",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('calls', models.FloatField(default=0.0, help_text='Estimated: sampled calls / SAMPLE_RATE.')),
-                ('sampled_calls', models.BigIntegerField(default=0)),
-                ('total_ms', models.FloatField(default=0.0, help_text='Estimated like calls.')),
-                ('max_ms', models.FloatField(default=0.0)),
-                ('rows', models.FloatField(blank=True, help_text='Estimated; None when the driver reported no count.', null=True)),
-                ('histogram', models.JSONField(default=dict, help_text='Sampled durations by log bucket.')),
-                ('p50_ms', models.FloatField(blank=True, null=True)),
-                ('p95_ms', models.FloatField(blank=True, null=True)),
-                ('p99_ms', models.FloatField(blank=True, null=True)),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
-                ('view', models.CharField(blank=True, help_text='resolver_match.view_name', max_length=255)),
-                ('callsite', models.CharField(blank=True, help_text="The project's line.", max_length=500)),
-                ('function', models.CharField(blank=True, max_length=255)),
-                ('framework', models.CharField(blank=True, help_text="The framework's line.", max_length=500)),
-                ('shape', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sites', to='django_dbperf.queryshape')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "calls",
+                    models.FloatField(
+                        default=0.0, help_text="Estimated: sampled calls / SAMPLE_RATE."
+                    ),
+                ),
+                ("sampled_calls", models.BigIntegerField(default=0)),
+                ("total_ms", models.FloatField(default=0.0, help_text="Estimated like calls.")),
+                ("max_ms", models.FloatField(default=0.0)),
+                (
+                    "rows",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Estimated; None when the driver reported no count.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "histogram",
+                    models.JSONField(default=dict, help_text="Sampled durations by log bucket."),
+                ),
+                ("p50_ms", models.FloatField(blank=True, null=True)),
+                ("p95_ms", models.FloatField(blank=True, null=True)),
+                ("p99_ms", models.FloatField(blank=True, null=True)),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                (
+                    "view",
+                    models.CharField(
+                        blank=True, help_text="resolver_match.view_name", max_length=255
+                    ),
+                ),
+                (
+                    "callsite",
+                    models.CharField(blank=True, help_text="The project's line.", max_length=500),
+                ),
+                ("function", models.CharField(blank=True, max_length=255)),
+                (
+                    "framework",
+                    models.CharField(blank=True, help_text="The framework's line.", max_length=500),
+                ),
+                (
+                    "shape",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sites",
+                        to="django_dbperf.queryshape",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'query shape site',
-                'indexes': [models.Index(fields=['view'], name='dbperf_site_view')],
-                'constraints': [models.UniqueConstraint(fields=('shape', 'view', 'callsite', 'framework'), name='dbperf_site_key')],
+                "verbose_name": "query shape site",
+                "indexes": [models.Index(fields=["view"], name="dbperf_site_view")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("shape", "view", "callsite", "framework"), name="dbperf_site_key"
+                    )
+                ],
             },
         ),
     ]
