@@ -301,3 +301,21 @@ def test_the_cache_page_shows_counters_and_why_reads_were_served_uncached(
     )
     assert "testapp.Book" in html and "Hit ratio" in html
     assert "a &lt;b&gt;reason&lt;/b&gt; from another process" in html
+
+
+def test_the_pg_statements_page_says_how_to_enable_the_extension() -> None:
+    from django.db import connection
+
+    client = signed_in(user("a", staff=True, allowed=True))
+    html = client.get("/admin/django_dbperf/pgstatement/").content.decode()
+    if connection.vendor != "postgresql":
+        assert "none of the databases it watches is PostgreSQL" in html
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("DROP EXTENSION IF EXISTS pg_stat_statements")
+    try:
+        html = client.get("/admin/django_dbperf/pgstatement/").content.decode()
+        assert "shared_preload_libraries" in html and "CREATE EXTENSION" in html
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")

@@ -62,6 +62,25 @@ class PgStatementAdmin(ReadOnlyAdmin):
     ordering = ["-total_ms"]
     list_per_page = 50
 
+    change_list_template = "admin/django_dbperf/pgstatement/change_list.html"
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        from django.db import connections
+
+        from django_dbperf.stats.pg_statements import has_extension
+
+        # The databases this store watches: its own, and those sampled queries ran on.
+        using = get_config()["STATS"]["DATABASE"]
+        recorded = QueryShape.objects.using(using).values_list("alias", flat=True).distinct()
+        watched = sorted({using, *recorded} & set(connections))
+        databases = [alias for alias in watched if connections[alias].vendor == "postgresql"]
+        extra = {
+            "postgres_databases": databases,
+            "without_extension": [alias for alias in databases if not has_extension(alias)],
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra)
+
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return LinkedChangeList
 
