@@ -1059,8 +1059,8 @@ def main(argv: list[str] | None = None) -> int:
         seeded = seed(plan, not args.no_vacuum, progress)
         print(f"\nSeeded in {seeded.seconds:.1f} s (seed {args.seed}):")
         for label, rows, seconds in seeded.phases:
-            count = f"{rows:>10,} rows" if rows else " " * 15
-            print(f"  {label:<40} {count}  {seconds:6.1f} s")
+            written = f"{rows:>10,} rows" if rows else " " * 15
+            print(f"  {label:<40} {written}  {seconds:6.1f} s")
         print("What was seeded:")
         for note in seeded.notes:
             print(f"  - {note}")

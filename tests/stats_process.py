@@ -2,12 +2,13 @@
 
     python -m tests.stats_process SETTINGS_JSON migrate
     python -m tests.stats_process SETTINGS_JSON record ROUNDS FLUSH_EVERY
+    python -m tests.stats_process SETTINGS_JSON record-and-exit ROUNDS
     python -m tests.stats_process SETTINGS_JSON totals
 
 ``SETTINGS_JSON`` is the ``DATABASES["default"]`` entry to use. ``record`` runs two statement
 shapes per round inside ``capture_queries()``, records each round as a request and flushes
-every ``FLUSH_EVERY`` rounds (and at the end), retrying failed flushes; ``totals`` prints
-the stored totals as JSON.
+every ``FLUSH_EVERY`` rounds (and at the end), retrying failed flushes; ``record-and-exit``
+never flushes (the process's exit does); ``totals`` prints the stored totals as JSON.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def setup(database: dict[str, object]) -> None:
     django.setup()
 
 
-def record(rounds: int, flush_every: int) -> None:
+def record(rounds: int, flush_every: int | None) -> None:
     from django.db import connection
 
     from django_dbperf import capture_queries, stats
@@ -40,7 +41,7 @@ def record(rounds: int, flush_every: int) -> None:
             cursor.execute("SELECT %s", [number])
             cursor.execute("SELECT %s, %s", [number, number])
         stats.record_request(captured.queries, [], view="process", sample_rate=1.0)
-        if number % flush_every == 0 or number == rounds:
+        if flush_every is not None and (number % flush_every == 0 or number == rounds):
             flush_until_written()
 
 
@@ -81,6 +82,8 @@ def main(argv: list[str]) -> None:
         call_command("migrate", verbosity=0)
     elif command == "record":
         record(int(argv[2]), int(argv[3]))
+    elif command == "record-and-exit":
+        record(int(argv[2]), None)
     else:
         totals()
 

@@ -248,7 +248,8 @@ def finished(process: subprocess.Popen[str]) -> str:
     return out
 
 
-def test_two_processes_flushing_into_the_same_tables_add_up(tmp_path: Path) -> None:
+def process_database(tmp_path: Path) -> dict[str, Any]:
+    """This run's database for other processes (an in-memory one is one process's: a file)."""
     if connection.vendor == "postgresql":
         database = {
             key: value
@@ -258,12 +259,24 @@ def test_two_processes_flushing_into_the_same_tables_add_up(tmp_path: Path) -> N
     else:  # an in-memory test database is one process's: share a file instead
         database = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "stats.db")}
         finished(run_process(database, "migrate"))
+    return database
+
+
+def test_two_processes_flushing_into_the_same_tables_add_up(tmp_path: Path) -> None:
+    database = process_database(tmp_path)
     processes = [run_process(database, "record", "120", "10") for _ in range(2)]
     for process in processes:
         finished(process)
     totals = json.loads(finished(run_process(database, "totals")))
     assert sorted(totals["shapes"].values()) == [240, 240]
     assert totals["hours"] == totals["sites"] == 480
+
+
+def test_a_process_that_exits_writes_what_it_buffered(tmp_path: Path) -> None:
+    database = process_database(tmp_path)
+    finished(run_process(database, "record-and-exit", "7"))
+    totals = json.loads(finished(run_process(database, "totals")))
+    assert sorted(totals["shapes"].values()) == [7, 7]
 
 
 # --- retention and commands -----------------------------------------------------------------
@@ -457,3 +470,19 @@ def test_under_the_memory_bound_every_call_is_written_or_counted(
     written = sum(entry[0] for entry in sites_written(batches).values())
     assert written + sum(batch.overflow for batch in batches) == recorded
     assert all(len(batch.shapes) <= max_shapes for batch in batches)
+
+
+def test_a_store_database_that_cannot_be_used_fails_no_request_and_loses_nothing(
+    client: Client,
+) -> None:
+    # "other" was never migrated (nor, on PostgreSQL, created) for this run: every write to it
+    # fails, as during an outage.
+    make_library(authors=2, books_per_author=1)
+    with override_settings(DBPERF={"STATS": {"DATABASE": "other"}}):
+        assert client.get("/testapp/n-plus-one/").status_code == 200
+        failed = stats.flush()
+        assert client.get("/testapp/n-plus-one/").status_code == 200
+    assert not failed.written and failed.error
+    assert QueryShape.objects.count() == 0
+    assert stats.flush().written  # the store is back: both requests are written
+    assert shape_of(Author).sampled_calls == 4
