@@ -13,6 +13,7 @@ from django_dbperf.stats.models import (
     QueryShapeHour,
     QueryShapeSite,
     StoreCounter,
+    ViewStat,
 )
 
 VIEW_PERMISSION = "django_dbperf.view_dbperf"
@@ -64,4 +65,5 @@ __all__ = [
     "QueryShapeHour",
     "QueryShapeSite",
     "StoreCounter",
+    "ViewStat",
 ]

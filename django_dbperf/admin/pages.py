@@ -6,13 +6,12 @@ from typing import Any
 
 from django.contrib import admin
 from django.db import connections
-from django.db.models import Sum
 from django.http import HttpRequest
 
 from django_dbperf.admin.base import PageAdmin
 from django_dbperf.conf import cache_configured, get_config
 from django_dbperf.models import CacheReport, Dashboard, DatabaseHealth
-from django_dbperf.stats.models import FindingStat, QueryShape, QueryShapeSite, StoreCounter
+from django_dbperf.stats.models import FindingStat, QueryShape, StoreCounter, ViewStat
 
 TOP = 10
 
@@ -56,12 +55,7 @@ class DashboardAdmin(PageAdmin):
     def context(self, request: HttpRequest) -> dict[str, Any]:
         config = get_config()
         using = config["STATS"]["DATABASE"]
-        views = (
-            QueryShapeSite.objects.using(using)
-            .values("view")
-            .annotate(time=Sum("total_ms"), calls=Sum("calls"))
-            .order_by("-time")[:TOP]
-        )
+        views = ViewStat.objects.using(using).order_by("-total_ms")[:TOP]
         shapes = (
             QueryShape.objects.using(using)
             .defer("histogram", "fingerprint")

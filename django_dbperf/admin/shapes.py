@@ -8,8 +8,7 @@ import datetime as dt
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Case, F, FloatField, QuerySet, Sum, When
-from django.db.models.functions import Cast
+from django.db.models import Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -21,7 +20,14 @@ from django_dbperf.admin.base import ReadOnlyAdmin
 from django_dbperf.admin.charts import Point, trend_svg
 from django_dbperf.analysis.sql_text import format_sql, shorten_sql
 from django_dbperf.conf import get_config
-from django_dbperf.stats.models import PgStatement, QueryShape, QueryShapeHour, QueryShapeSite
+from django_dbperf.stats.models import (
+    PgStatement,
+    QueryShape,
+    QueryShapeHour,
+    QueryShapeSite,
+    ViewStat,
+)
+from django_dbperf.stats.search import terms
 
 TREND_HOURS = 14 * 24
 MIN_TREND_HOURS = 24
@@ -42,14 +48,9 @@ class ViewFilter(admin.SimpleListFilter):
     parameter_name = "view"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        using = model_admin.using()
-        views = (
-            QueryShapeSite.objects.using(using)
-            .values_list("view", flat=True)
-            .annotate(time=Sum("total_ms"))
-            .order_by("-time")[:TOP_VIEWS_IN_FILTER]
-        )
-        return [(view, view or "(no view)") for view in views]
+        views = ViewStat.objects.using(model_admin.using()).order_by("-total_ms")
+        names = views.values_list("view", flat=True)[:TOP_VIEWS_IN_FILTER]
+        return [(view, view or "(no view)") for view in names]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
@@ -67,7 +68,7 @@ class QueryShapeAdmin(ReadOnlyAdmin):
     ]  # fmt: skip
     list_display_links = None
     list_filter = ["alias", ViewFilter, ("last_seen", admin.DateFieldListFilter), "is_select"]
-    search_fields = ["sql"]
+    search_fields = ["search_text"]  # see get_search_results
     ordering = ["-total_ms"]
     list_per_page = 50
     change_list_template = "admin/django_dbperf/queryshape/change_list.html"
@@ -77,17 +78,20 @@ class QueryShapeAdmin(ReadOnlyAdmin):
         return str(get_config()["STATS"]["DATABASE"])
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[QueryShape]:
-        mean = Case(
-            When(calls__gt=0, then=F("total_ms") / Cast("calls", FloatField())),
-            default=0.0,
-            output_field=FloatField(),
-        )
         shapes: QuerySet[QueryShape] = super().get_queryset(request)
-        return (
-            shapes.using(self.using())
-            .annotate(mean_ms_sort=mean)
-            .defer("histogram", "fingerprint", "params")
-        )
+        return shapes.using(self.using()).defer("histogram", "fingerprint", "params", "search_text")
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[QueryShape], search_term: str
+    ) -> tuple[QuerySet[QueryShape], bool]:
+        """Every word in the statement's names (or a shape id's beginning): see search.py."""
+        words = terms(search_term)
+        if not words:
+            return queryset, False
+        names = Q()
+        for word in words:
+            names &= Q(search_text__contains=word)
+        return queryset.filter(names | Q(fingerprint_id__startswith=words[0])), False
 
     @admin.display(description="statement", ordering="fingerprint_id")
     def shape_link(self, shape: QueryShape) -> str:
@@ -109,7 +113,7 @@ class QueryShapeAdmin(ReadOnlyAdmin):
     def total_column(self, shape: QueryShape) -> str:
         return milliseconds(shape.total_ms)
 
-    @admin.display(description="mean", ordering="-mean_ms_sort")
+    @admin.display(description="mean", ordering="-mean_ms")
     def mean_column(self, shape: QueryShape) -> str:
         return milliseconds(shape.mean_ms)
 

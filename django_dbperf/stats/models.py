@@ -23,7 +23,8 @@ class Measured(models.Model):
         null=True, blank=True, help_text="Estimated; None when the driver reported no count."
     )
     histogram = models.JSONField(default=dict, help_text="Sampled durations by log bucket.")
-    # Read from the histogram at each flush, stored so that pages can sort by them.
+    # Computed at each flush (percentiles from the histogram), stored so pages can sort by them.
+    mean_ms = models.FloatField(default=0.0)
     p50_ms = models.FloatField(null=True, blank=True)
     p95_ms = models.FloatField(null=True, blank=True)
     p99_ms = models.FloatField(null=True, blank=True)
@@ -33,14 +34,12 @@ class Measured(models.Model):
     class Meta:
         abstract = True
 
-    @property
-    def mean_ms(self) -> float:
-        return self.total_ms / self.calls if self.calls else 0.0
-
     def percentile(self, fraction: float) -> float | None:
         return histogram.percentile(histogram.from_json(self.histogram), fraction, self.max_ms)
 
-    def update_percentiles(self) -> None:
+    def update_derived(self) -> None:
+        """The mean and percentiles, after the counters changed."""
+        self.mean_ms = self.total_ms / self.calls if self.calls else 0.0
         self.p50_ms, self.p95_ms, self.p99_ms = (self.percentile(f) for f in (0.5, 0.95, 0.99))
 
 
@@ -53,6 +52,9 @@ class QueryShape(Measured):
     sql = models.TextField(help_text="One statement as sent, with placeholders.")
     params = models.JSONField(null=True, blank=True, help_text="Only with STORE_PARAMS, redacted.")
     is_select = models.BooleanField(default=False)
+    # The statement's names (tables, columns), lower case: what the admin's search reads, so
+    # that searching 100,000 shapes does not scan their whole SQL (search.py).
+    search_text = models.TextField(blank=True, default="")
     nplusone_findings = models.BigIntegerField(default=0)
     duplicate_findings = models.BigIntegerField(default=0)
     # pg_stat_statements' id of this shape, learnt once by EXPLAIN (VERBOSE) (pg_statements.py)
@@ -69,12 +71,31 @@ class QueryShape(Measured):
             models.Index(fields=["-total_ms"], name="dbperf_shape_total"),
             models.Index(fields=["-last_seen"], name="dbperf_shape_last_seen"),
             models.Index(fields=["-calls"], name="dbperf_shape_calls"),
+            models.Index(fields=["-mean_ms"], name="dbperf_shape_mean"),
             models.Index(fields=["-p95_ms"], name="dbperf_shape_p95"),
             models.Index(fields=["queryid"], name="dbperf_shape_queryid"),
         ]
 
     def __str__(self) -> str:
         return f"{self.fingerprint_id} ({self.alias})"
+
+
+class ViewStat(models.Model):
+    """A view's totals over every shape it issues: the dashboard's slowest views, and the
+    admin's view filter, without summing the (view, line) rows on each page."""
+
+    view = models.CharField(max_length=255, unique=True, help_text="resolver_match.view_name")
+    calls = models.FloatField(default=0.0, help_text="Estimated queries.")
+    total_ms = models.FloatField(default=0.0, help_text="Estimated database time.")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "view"
+        indexes = [models.Index(fields=["-total_ms"], name="dbperf_view_total")]
+
+    def __str__(self) -> str:
+        return self.view or "(no view)"
 
 
 class QueryShapeHour(Measured):
@@ -231,4 +252,5 @@ __all__ = [
     "QueryShapeHour",
     "QueryShapeSite",
     "StoreCounter",
+    "ViewStat",
 ]

@@ -6,7 +6,7 @@ import datetime as dt
 
 from django.db import transaction
 
-from django_dbperf.stats.models import FindingStat, QueryShape, QueryShapeHour
+from django_dbperf.stats.models import FindingStat, QueryShape, QueryShapeHour, ViewStat
 
 
 def prune(days: int, using: str) -> dict[str, int]:
@@ -19,4 +19,5 @@ def prune(days: int, using: str) -> dict[str, int]:
         shape_count = shapes.count()
         shapes.delete()
         findings, _ = FindingStat.objects.using(using).filter(last_seen__lt=cutoff).delete()
+        ViewStat.objects.using(using).filter(last_seen__lt=cutoff).delete()
     return {"hours": hours, "shapes": shape_count, "findings": findings}

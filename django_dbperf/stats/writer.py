@@ -26,7 +26,9 @@ from django_dbperf.stats.models import (
     QueryShapeHour,
     QueryShapeSite,
     StoreCounter,
+    ViewStat,
 )
+from django_dbperf.stats.search import search_text
 
 LOCK_TIMEOUT_MS = 5000
 CHUNK = 500  # rows per statement: well under every backend's parameter limit
@@ -91,6 +93,7 @@ def write(batch: Batch, using: str) -> None:
             lambda keys: {"shape_id__in": {key[0] for key in keys}},
             using,
         )
+        _write_views(batch, using)
         _write_findings(batch.findings, using)
         if batch.overflow:
             add_to_counter(OVERFLOW, batch.overflow, using)
@@ -108,6 +111,7 @@ def _write_shapes(batch: Batch, using: str) -> dict[tuple[str, str], QueryShape]
             sql=shape.sql,
             params=shape.params,
             is_select=shape.sql.lstrip().upper().startswith(("SELECT", "WITH")),
+            search_text=search_text(shape.sql),
             first_seen=when(shape.totals.first_seen),
             last_seen=when(shape.totals.last_seen),
         )
@@ -136,8 +140,8 @@ def _write_shapes(batch: Batch, using: str) -> dict[tuple[str, str], QueryShape]
 
 
 _MEASURED_FIELDS = (
-    "calls", "sampled_calls", "total_ms", "max_ms", "rows", "histogram", "p50_ms", "p95_ms",
-    "p99_ms", "first_seen", "last_seen",
+    "calls", "sampled_calls", "total_ms", "max_ms", "rows", "histogram", "mean_ms", "p50_ms",
+    "p95_ms", "p99_ms", "first_seen", "last_seen",
 )  # fmt: skip
 
 
@@ -153,7 +157,7 @@ def _add(row: Measured, totals: Totals) -> None:
     first, last = when(totals.first_seen), when(totals.last_seen)
     row.first_seen = min(row.first_seen, first)
     row.last_seen = max(row.last_seen, last)
-    row.update_percentiles()
+    row.update_derived()
 
 
 def _write_measured[M: Measured](
@@ -175,6 +179,34 @@ def _write_measured[M: Measured](
     model._default_manager.using(using).bulk_update(
         rows.values(), list(_MEASURED_FIELDS), batch_size=CHUNK
     )
+
+
+def _write_views(batch: Batch, using: str) -> None:
+    views: dict[tuple[Any, ...], Totals] = {}
+    for (_, _, view, _, _), totals in batch.sites.items():
+        key = (view[:255],)
+        if key not in views:
+            views[key] = Totals()
+        views[key].merge(totals)
+
+    def new(key: tuple[Any, ...]) -> ViewStat:
+        totals = views[key]
+        return ViewStat(
+            view=key[0], first_seen=when(totals.first_seen), last_seen=when(totals.last_seen)
+        )
+
+    rows = _upsert(
+        ViewStat, sorted(views), new, lambda row: (row.view,),
+        lambda keys: {"view__in": [key[0] for key in keys]}, using,
+    )  # fmt: skip
+    for key, totals in views.items():
+        row = rows[key]
+        row.calls += totals.calls
+        row.total_ms += totals.total_ms
+        row.first_seen = min(row.first_seen, when(totals.first_seen))
+        row.last_seen = max(row.last_seen, when(totals.last_seen))
+    fields = ["calls", "total_ms", "first_seen", "last_seen"]
+    ViewStat.objects.using(using).bulk_update(rows.values(), fields, batch_size=CHUNK)
 
 
 def _write_findings(findings: dict[tuple[Any, ...], FindingTotals], using: str) -> None:
