@@ -131,10 +131,11 @@ def test_the_statement_list_sorts_and_filters(recorded: QueryShape) -> None:
         recorded.fingerprint_id
         not in client.get("/admin/django_dbperf/queryshape/?view=nothing").content.decode()
     )
-    assert (
-        recorded.fingerprint_id
-        in client.get("/admin/django_dbperf/queryshape/?q=testapp_author").content.decode()
-    )
+    for search in ("testapp_author", '"testapp_author"."name"', recorded.fingerprint_id[:6]):
+        found = client.get("/admin/django_dbperf/queryshape/", {"q": search}).content.decode()
+        assert recorded.fingerprint_id in found, search
+    missing = client.get("/admin/django_dbperf/queryshape/", {"q": "testapp_author nosuch"})
+    assert recorded.fingerprint_id not in missing.content.decode()
 
 
 def test_the_detail_page_shows_sql_lines_percentiles_and_trend(recorded: QueryShape) -> None:

@@ -80,6 +80,12 @@ def test_requests_become_shapes_hours_sites_and_findings(client: Client) -> None
     (hour,) = QueryShapeHour.objects.filter(shape=author)
     assert hour.sampled_calls == 16 and hour.hour.minute == 0
 
+    from django_dbperf.stats.models import ViewStat
+
+    (view,) = ViewStat.objects.all()  # the dashboard's and the view filter's totals
+    assert (view.view, view.calls) == ("n_plus_one", 18.0)
+    assert view.total_ms == pytest.approx(sum(s.total_ms for s in QueryShapeSite.objects.all()))
+
     (finding,) = FindingStat.objects.all()
     assert (finding.kind, finding.subject, finding.view) == (
         "n_plus_one",
@@ -486,3 +492,16 @@ def test_a_store_database_that_cannot_be_used_fails_no_request_and_loses_nothing
     assert QueryShape.objects.count() == 0
     assert stats.flush().written  # the store is back: both requests are written
     assert shape_of(Author).sampled_calls == 4
+
+
+def test_search_text_keeps_the_statements_names_not_its_words() -> None:
+    from django_dbperf.stats.search import search_text, terms
+
+    sql = (
+        'SELECT "app_user"."id", "app_user"."email" FROM "app_user" '
+        'INNER JOIN "app_team" ON ("app_user"."team_id" = "app_team"."id") '
+        'WHERE ("app_team"."name" = %s AND created_at > %s) ORDER BY "app_user"."id" DESC'
+    )
+    assert search_text(sql) == "app_user id email app_team team_id name created_at"
+    assert search_text("SELECT 'secret word' FROM t WHERE a = %(x)s") == "t a"
+    assert terms(' "App_User".email  created_at ') == ["app_user", "email", "created_at"]

@@ -12,6 +12,7 @@ import re
 
 LIMIT = 2000
 _NAME = re.compile(r'"([^"]+)"|`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_$]*)\b')
+_PLACEHOLDER = re.compile(r"%(?:\(\w+\))?s|'(?:[^']|'')*'")  # values, not names
 # SQL words are not names: leaving them out keeps the text short and the matches meaningful.
 _SQL_WORDS = frozenset(
     """
@@ -29,7 +30,7 @@ _SQL_WORDS = frozenset(
 def search_text(sql: str) -> str:
     """The distinct names in ``sql``, lower case, in order of first appearance."""
     names: dict[str, None] = {}
-    for match in _NAME.finditer(sql):
+    for match in _NAME.finditer(_PLACEHOLDER.sub(" ", sql)):
         name = (match.group(1) or match.group(2) or match.group(3) or "").lower()
         if name and name not in _SQL_WORDS:
             names[name] = None
