@@ -448,26 +448,49 @@ def site_rows(shapes: Sequence[Shape], rng: random.Random) -> Iterator[tuple[Any
             yield (
                 shape.id, view_name(view), where, function, rng.choice(FRAMEWORK_LINES),
                 calls, sampled, calls * mean, shape.max_ms * rng.uniform(0.5, 1.0),
-                shape.rows * share, histogram_json(rng, shape.p50_ms, sampled),
+                shape.rows * share, histogram_json(rng, shape.p50_ms, sampled), mean,
                 shape.p50_ms, shape.p95_ms, shape.p99_ms, shape.first_seen, shape.last_seen,
             )  # fmt: skip
 
 
 SITE_COLUMNS = (
     "shape_id", "view", "callsite", "function", "framework", "calls", "sampled_calls",
-    "total_ms", "max_ms", "rows", "histogram", "p50_ms", "p95_ms", "p99_ms", "first_seen",
-    "last_seen",
+    "total_ms", "max_ms", "rows", "histogram", "mean_ms", "p50_ms", "p95_ms", "p99_ms",
+    "first_seen", "last_seen",
 )  # fmt: skip
 HOUR_COLUMNS = (
     "shape_id", "hour", "calls", "sampled_calls", "total_ms", "max_ms", "rows", "histogram",
-    "p50_ms", "p95_ms", "p99_ms", "first_seen", "last_seen",
+    "mean_ms", "p50_ms", "p95_ms", "p99_ms", "first_seen", "last_seen",
 )  # fmt: skip
 SHAPE_COLUMNS = (
     "id", "alias", "fingerprint_id", "fingerprint", "sql", "params", "is_select",
     "nplusone_findings", "duplicate_findings", "queryid", "queryid_note", "calls",
-    "sampled_calls", "total_ms", "max_ms", "rows", "histogram", "p50_ms", "p95_ms", "p99_ms",
-    "first_seen", "last_seen",
+    "sampled_calls", "total_ms", "max_ms", "rows", "histogram", "mean_ms", "p50_ms", "p95_ms",
+    "p99_ms", "first_seen", "last_seen",
 )  # fmt: skip
+VIEW_COLUMNS = ("view", "calls", "total_ms", "first_seen", "last_seen")
+SEARCH_COLUMNS = ("shape_id", "text")
+
+
+def search_rows(shapes: Sequence[Shape]) -> Iterator[tuple[Any, ...]]:
+    """What flushes write for the admin's search: the shape id and the names in its SQL."""
+    from django_dbperf.stats.search import search_text
+
+    for shape in shapes:
+        yield shape.id, f"{shape.fingerprint_id} {search_text(shape.sql)}"
+
+
+def view_rows(now: dt.datetime, days: int) -> Iterator[tuple[Any, ...]]:
+    """The views' totals, as flushes keep them, summed from the (view, line) rows."""
+    from django.db.models import Sum
+
+    from django_dbperf.stats.models import QueryShapeSite
+
+    sums = QueryShapeSite.objects.values("view").annotate(calls=Sum("calls"), total=Sum("total_ms"))
+    for row in sums:
+        yield row["view"], row["calls"], row["total"], now - dt.timedelta(days=days), now
+
+
 FINDING_COLUMNS = (
     "kind", "fingerprint_id", "fingerprint", "callsite", "subject", "view", "suggestion",
     "occurrences", "queries", "total_ms", "first_seen", "last_seen",
@@ -493,10 +516,10 @@ def shape_rows(shapes: Sequence[Shape], rng: random.Random) -> Iterator[tuple[An
             note = "not a PostgreSQL alias" if shape.alias != "default" else "EXPLAIN not yet run"
         yield (
             shape.id, shape.alias, shape.fingerprint_id, fingerprint_of(shape.sql), shape.sql,
-            None, shape.is_select, nplusone, duplicates, shape.queryid, note, shape.calls,
-            sampled, shape.total_ms, shape.max_ms, shape.rows,
-            histogram_json(rng, shape.p50_ms, sampled), shape.p50_ms, shape.p95_ms,
-            shape.p99_ms, shape.first_seen, shape.last_seen,
+            None, shape.is_select, nplusone, duplicates, shape.queryid,
+            note, shape.calls, sampled, shape.total_ms, shape.max_ms, shape.rows,
+            histogram_json(rng, shape.p50_ms, sampled), shape.mean_ms, shape.p50_ms,
+            shape.p95_ms, shape.p99_ms, shape.first_seen, shape.last_seen,
         )  # fmt: skip
 
 
@@ -526,7 +549,7 @@ def hour_rows(
             p95 = shape.p95_ms * rng.uniform(0.7, 1.5)
             yield (
                 shape.id, hour, calls, max(1, round(calls * SAMPLE_RATE)), calls * mean,
-                p95 * rng.uniform(1.5, 5.0), calls * 3.0, pool[rng.randrange(len(pool))],
+                p95 * rng.uniform(1.5, 5.0), calls * 3.0, pool[rng.randrange(len(pool))], mean,
                 mean * 0.7, p95, p95 * 1.4, hour + minute, hour + last_minute,
             )  # fmt: skip
 
@@ -633,25 +656,28 @@ def sqlite_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     )
 
 
+def store_tables() -> list[str]:
+    """The tables of django_dbperf's models (not the admin pages' unmanaged stand-ins)."""
+    from django.apps import apps
+
+    return [
+        model._meta.db_table
+        for model in apps.get_app_config("django_dbperf").get_models()
+        if model._meta.managed and not model._meta.proxy
+    ]
+
+
 def empty_tables() -> None:
     from django.core.management.color import no_style
     from django.db import connection
 
-    from django_dbperf import models
-
-    tables = [
-        model._meta.db_table
-        for model in (
-            models.QueryShapeHour, models.QueryShapeSite, models.QueryShape, models.FindingStat,
-            models.PgStatementHour, models.PgStatement, models.StoreCounter,
-        )
-    ]  # fmt: skip
     connection.ops.execute_sql_flush(
-        connection.ops.sql_flush(no_style(), tables, reset_sequences=True, allow_cascade=True)
+        connection.ops.sql_flush(
+            no_style(), store_tables(), reset_sequences=True, allow_cascade=True
+        )
     )
 
 
-@contextmanager
 def indexes_built_after(model: Any) -> Iterator[None]:
     """PostgreSQL: the table's indexes, unique and foreign-key constraints (not its primary
     key) dropped for a bulk load and built again after it, from their own definitions: one
@@ -696,15 +722,7 @@ def settle(vacuum: bool, progress: Any) -> str:
     during the timings. Returns what was done."""
     from django.db import connection
 
-    from django_dbperf import models
-
-    tables = [
-        quote(model._meta.db_table)
-        for model in (
-            models.QueryShape, models.QueryShapeSite, models.QueryShapeHour, models.FindingStat,
-            models.PgStatement, models.PgStatementHour, models.StoreCounter,
-        )
-    ]  # fmt: skip
+    tables = [quote(table) for table in store_tables()]
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             cursor.execute("ANALYZE")
@@ -736,7 +754,9 @@ def seed(plan: Plan, vacuum: bool, progress: Any) -> Seeded:
         PgStatement,
         QueryShape,
         QueryShapeHour,
+        QueryShapeSearch,
         QueryShapeSite,
+        ViewStat,
     )
 
     seeded = Seeded(plan)
@@ -771,6 +791,9 @@ def seed(plan: Plan, vacuum: bool, progress: Any) -> Seeded:
             hour_rows(shapes, dense, hours, plan.sparse_hours, rng),
         )
         phase("findings", FindingStat, FINDING_COLUMNS, finding_rows(shapes, rng, now, plan.days))
+        phase("search texts", QueryShapeSearch, SEARCH_COLUMNS, search_rows(shapes))
+        views = list(view_rows(now, plan.days))  # read before the copy: one connection
+        phase("views", ViewStat, VIEW_COLUMNS, views)
         phase(
             "pg_stat_statements rows",
             PgStatement,
@@ -827,16 +850,11 @@ def seed(plan: Plan, vacuum: bool, progress: Any) -> Seeded:
 def row_counts() -> dict[str, int]:
     from django.db import connection
 
-    from django_dbperf import models
-
     counts = {}
     with connection.cursor() as cursor:
-        for model in (
-            models.QueryShape, models.QueryShapeSite, models.QueryShapeHour, models.FindingStat,
-            models.PgStatement, models.PgStatementHour, models.StoreCounter,
-        ):  # fmt: skip
-            cursor.execute(f"SELECT COUNT(*) FROM {quote(model._meta.db_table)}")
-            counts[model._meta.db_table] = int(cursor.fetchone()[0])
+        for table in store_tables():
+            cursor.execute(f"SELECT COUNT(*) FROM {quote(table)}")
+            counts[table] = int(cursor.fetchone()[0])
     return counts
 
 
@@ -885,6 +903,9 @@ def pages(seeded: Seeded) -> list[Page]:
 
     columns = list(QueryShapeAdmin.list_display)
     mean, p95 = columns.index("mean_column"), columns.index("p95_column")
+    # Page 100 (the admin counts pages from 1), or the last page of a smaller store.
+    last = max(1, math.ceil(seeded.plan.shapes / QueryShapeAdmin.list_per_page))
+    number = min(100, last)
     shapes = f"{ADMIN}/queryshape/"
     return [
         Page("dashboard", f"{ADMIN}/dashboard/"),
@@ -893,7 +914,7 @@ def pages(seeded: Seeded) -> list[Page]:
         Page(f"shapes: by p95 (o={p95})", f"{shapes}?o={p95}"),
         Page("shapes: one view", f"{shapes}?{urlencode({'view': seeded.view})}"),
         Page("shapes: search", f"{shapes}?{urlencode({'q': seeded.search})}"),
-        Page("shapes: page 100 (p=100)", f"{shapes}?p=100"),
+        Page(f"shapes: page {number} (p={number})", f"{shapes}?p={number}"),
         Page("shape detail (busiest)", f"{shapes}{seeded.busiest_shape}/"),
         Page("findings", f"{ADMIN}/findingstat/"),
         Page("pg_stat_statements", f"{ADMIN}/pgstatement/"),
@@ -934,7 +955,7 @@ def print_table(results: list[Page]) -> None:
     print("-" * len(header))
     for page in results:
         print(
-            f"{page.name:<{width}}  {len(page.queries):>7}  {page.db_ms:>7.1f}  "
+            f"{page.name:<{width}}  {len(page.queries):>7}  {page.db_ms:>7.0f}  "
             f"{page.median:>9.1f}  {max(page.samples):>8.1f}  "
             f"{'PASS' if page.passed else 'FAIL':>8}"
         )

@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -24,6 +24,7 @@ from django_dbperf.stats.models import (
     PgStatement,
     QueryShape,
     QueryShapeHour,
+    QueryShapeSearch,
     QueryShapeSite,
     ViewStat,
 )
@@ -68,7 +69,7 @@ class QueryShapeAdmin(ReadOnlyAdmin):
     ]  # fmt: skip
     list_display_links = None
     list_filter = ["alias", ViewFilter, ("last_seen", admin.DateFieldListFilter), "is_select"]
-    search_fields = ["search_text"]  # see get_search_results
+    search_fields = ["search__text"]  # see get_search_results
     ordering = ["-total_ms"]
     list_per_page = 50
     change_list_template = "admin/django_dbperf/queryshape/change_list.html"
@@ -79,19 +80,19 @@ class QueryShapeAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[QueryShape]:
         shapes: QuerySet[QueryShape] = super().get_queryset(request)
-        return shapes.using(self.using()).defer("histogram", "fingerprint", "params", "search_text")
+        return shapes.using(self.using()).defer("histogram", "fingerprint", "params")
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[QueryShape], search_term: str
     ) -> tuple[QuerySet[QueryShape], bool]:
-        """Every word in the statement's names (or a shape id's beginning): see search.py."""
+        """Every word in the statement's names or its shape id: see search.py."""
         words = terms(search_term)
         if not words:
             return queryset, False
-        names = Q()
+        matching = QueryShapeSearch.objects.all()
         for word in words:
-            names &= Q(search_text__contains=word)
-        return queryset.filter(names | Q(fingerprint_id__startswith=words[0])), False
+            matching = matching.filter(text__contains=word)
+        return queryset.filter(pk__in=matching.values("shape_id")), False
 
     @admin.display(description="statement", ordering="fingerprint_id")
     def shape_link(self, shape: QueryShape) -> str:

@@ -52,9 +52,6 @@ class QueryShape(Measured):
     sql = models.TextField(help_text="One statement as sent, with placeholders.")
     params = models.JSONField(null=True, blank=True, help_text="Only with STORE_PARAMS, redacted.")
     is_select = models.BooleanField(default=False)
-    # The statement's names (tables, columns), lower case: what the admin's search reads, so
-    # that searching 100,000 shapes does not scan their whole SQL (search.py).
-    search_text = models.TextField(blank=True, default="")
     nplusone_findings = models.BigIntegerField(default=0)
     duplicate_findings = models.BigIntegerField(default=0)
     # pg_stat_statements' id of this shape, learnt once by EXPLAIN (VERBOSE) (pg_statements.py)
@@ -78,6 +75,23 @@ class QueryShape(Measured):
 
     def __str__(self) -> str:
         return f"{self.fingerprint_id} ({self.alias})"
+
+
+class QueryShapeSearch(models.Model):
+    """What the admin's search reads of a shape: its id and the names in its SQL (tables,
+    columns), lower case (search.py). A narrow table of its own: searching 100,000 shapes then
+    reads a few MB instead of every shape's SQL and histograms."""
+
+    shape = models.OneToOneField(
+        QueryShape, on_delete=models.CASCADE, primary_key=True, related_name="search"
+    )
+    text = models.TextField()
+
+    class Meta:
+        verbose_name = "statement search text"
+
+    def __str__(self) -> str:
+        return self.text[:80]
 
 
 class ViewStat(models.Model):
@@ -250,6 +264,7 @@ __all__ = [
     "PgStatementHour",
     "QueryShape",
     "QueryShapeHour",
+    "QueryShapeSearch",
     "QueryShapeSite",
     "StoreCounter",
     "ViewStat",

@@ -3,7 +3,8 @@ case, a few hundred characters instead of its whole SQL.
 
 Searching 100,000 stored statements in their SQL text scans over 100 MB per page (measured:
 about 0.9 s on PostgreSQL, twice per page with the count); the names are what people search
-for ("inventory_profile", "created_at") and fit in a tenth of that.
+for ("inventory_profile", "created_at"), and kept with the shape's id in a narrow table of
+their own (``QueryShapeSearch``) they are a few MB.
 """
 
 from __future__ import annotations

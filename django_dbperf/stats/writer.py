@@ -24,6 +24,7 @@ from django_dbperf.stats.models import (
     Measured,
     QueryShape,
     QueryShapeHour,
+    QueryShapeSearch,
     QueryShapeSite,
     StoreCounter,
     ViewStat,
@@ -111,7 +112,6 @@ def _write_shapes(batch: Batch, using: str) -> dict[tuple[str, str], QueryShape]
             sql=shape.sql,
             params=shape.params,
             is_select=shape.sql.lstrip().upper().startswith(("SELECT", "WITH")),
-            search_text=search_text(shape.sql),
             first_seen=when(shape.totals.first_seen),
             last_seen=when(shape.totals.last_seen),
         )
@@ -136,6 +136,14 @@ def _write_shapes(batch: Batch, using: str) -> dict[tuple[str, str], QueryShape]
         by_key[key] = row
     fields = [*_MEASURED_FIELDS, "nplusone_findings", "duplicate_findings", "params"]
     QueryShape.objects.using(using).bulk_update(rows.values(), fields, batch_size=CHUNK)
+    QueryShapeSearch.objects.using(using).bulk_create(
+        [
+            QueryShapeSearch(shape_id=row.pk, text=f"{row.fingerprint_id} {search_text(row.sql)}")
+            for row in sorted(rows.values(), key=lambda row: row.pk)
+        ],
+        ignore_conflicts=True,
+        batch_size=CHUNK,
+    )
     return by_key
 
 
