@@ -678,6 +678,7 @@ def empty_tables() -> None:
     )
 
 
+@contextmanager
 def indexes_built_after(model: Any) -> Iterator[None]:
     """PostgreSQL: the table's indexes, unique and foreign-key constraints (not its primary
     key) dropped for a bulk load and built again after it, from their own definitions: one
