@@ -320,3 +320,20 @@ def test_the_pg_statements_page_says_how_to_enable_the_extension() -> None:
     finally:
         with connection.cursor() as cursor:
             cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+
+def test_search_has_a_trigram_index_on_postgresql(postgres: None) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'dbperf_search_trgm'")
+        (definition,) = cursor.fetchone()
+    assert "gin" in definition and "gin_trgm_ops" in definition
+
+
+def test_the_statement_list_filters_by_database(recorded: QueryShape) -> None:
+    client = signed_in(user("a", staff=True, allowed=True))
+    listed = client.get("/admin/django_dbperf/queryshape/", {"alias": "default"}).content
+    assert recorded.fingerprint_id in listed.decode()
+    other = client.get("/admin/django_dbperf/queryshape/", {"alias": "other"}).content
+    assert recorded.fingerprint_id not in other.decode()

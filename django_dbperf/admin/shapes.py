@@ -61,6 +61,22 @@ class ViewFilter(admin.SimpleListFilter):
         return queryset.filter(pk__in=shapes)
 
 
+class AliasFilter(admin.SimpleListFilter):
+    """The configured databases: from settings, not a DISTINCT over every stored shape."""
+
+    title = "database"
+    parameter_name = "alias"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        from django.conf import settings
+
+        return [(alias, alias) for alias in settings.DATABASES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset if value is None else queryset.filter(alias=value)
+
+
 @admin.register(QueryShape)
 class QueryShapeAdmin(ReadOnlyAdmin):
     list_display = [
@@ -68,7 +84,7 @@ class QueryShapeAdmin(ReadOnlyAdmin):
         "max_column", "nplusone_findings", "last_seen",
     ]  # fmt: skip
     list_display_links = None
-    list_filter = ["alias", ViewFilter, ("last_seen", admin.DateFieldListFilter), "is_select"]
+    list_filter = [AliasFilter, ViewFilter, ("last_seen", admin.DateFieldListFilter), "is_select"]
     search_fields = ["search__text"]  # see get_search_results
     ordering = ["-total_ms"]
     list_per_page = 50
