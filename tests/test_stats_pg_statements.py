@@ -53,24 +53,32 @@ def test_a_shape_learns_the_queryid_of_its_pg_stat_statements_row() -> None:
     assert shape.queryid in {queryid for queryid, _ in rows}
 
 
+# A statement no other test runs: its pg_stat_statements row is this test's alone.
+WATCHED = '"testapp_book"."summary" AS "summary", "testapp_book"."pages" AS "pages" FROM'
+
+
+def run_watched(times: int) -> None:
+    for pages in range(times):
+        list(Book.objects.filter(pages=pages).values_list("summary", "pages"))
+
+
 def test_statements_are_read_by_differences_and_never_reset() -> None:
     make_library(authors=1, books_per_author=1)
+    run_watched(1)  # the extension has a row for it before the baseline
     assert pg_statements.snapshot("default", "default") is not None  # the baseline
-    for pages in range(5):
-        list(Book.objects.filter(pages=pages))
+    run_watched(5)
     assert pg_statements.snapshot("default", "default")
-    (queryid, calls_before), *_ = extension_rows('"testapp_book"."pages" =')
+    ((queryid, calls_before),) = extension_rows(WATCHED)
     # With track = all, the same statement run inside a function is a row of its own.
     watched = PgStatement.objects.get(queryid=queryid, toplevel=True)
     assert watched.calls == 5  # grown since the baseline, not the extension's lifetime total
     assert PgStatementHour.objects.get(statement=watched).calls == 5
 
-    for pages in range(3):
-        list(Book.objects.filter(pages=pages))
+    run_watched(3)
     pg_statements.snapshot("default", "default")
     watched.refresh_from_db()
     assert watched.calls == 8
-    (_, calls_after), *_ = extension_rows('"testapp_book"."pages" =')
+    ((_, calls_after),) = extension_rows(WATCHED)
     assert calls_after == calls_before + 3  # the extension was not reset
 
 
