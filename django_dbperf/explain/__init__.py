@@ -49,10 +49,18 @@ class Statement:
 
 
 def check_statement(
-    sql: str, params: Sequence[Any] | None, *, dialect: Dialect, analyze: bool = False
+    sql: str,
+    params: Sequence[Any] | None,
+    *,
+    dialect: Dialect,
+    analyze: bool = False,
+    numbered_form: bool = False,
 ) -> Statement:
     """``sql`` if it is a single SELECT (or WITH ... SELECT) that neither writes nor locks, and
-    ``params`` fit it. Raises ExplainRefused otherwise; touches no database."""
+    ``params`` fit it. Raises ExplainRefused otherwise; touches no database.
+
+    ``numbered_form``: the text uses PostgreSQL's ``$n`` placeholders (as pg_stat_statements
+    prints it) rather than Django's ``%s``; only a generic plan can be made of it."""
     try:
         tokens = tokenize(sql, dialect)
     except TokenError as error:
@@ -75,7 +83,11 @@ def check_statement(
             f"Only a SELECT (or WITH ... SELECT) statement can be explained; this one starts "
             f"with {first.text!r}."
         )
-    _refuse_writes(code)
+    _refuse_writes(code, numbered_form)
+    if numbered_form:
+        text = "".join(token.text for token in tokens).strip()
+        numbers = [int(t.text[1:]) for t in code if t.kind == "placeholder" and t.text[:1] == "$"]
+        return Statement(text, text, max(numbers, default=0))
     numbered, count = numbered_placeholders(tokens)
     if params is not None and len(params) != count:
         raise ExplainRefused(
@@ -90,7 +102,7 @@ def check_statement(
     return Statement("".join(token.text for token in tokens).strip(), numbered.strip(), count)
 
 
-def _refuse_writes(code: list[Token]) -> None:
+def _refuse_writes(code: list[Token], numbered_form: bool = False) -> None:
     for index, token in enumerate(code):
         following = code[index + 1] if index + 1 < len(code) else None
         if token.keyword == "FOR" and following is not None and following.keyword in _LOCKS:
@@ -104,7 +116,7 @@ def _refuse_writes(code: list[Token]) -> None:
             )
         if token.keyword == "INTO":
             raise ExplainRefused("SELECT ... INTO creates a table; it cannot be explained.")
-        if token.kind == "placeholder" and token.text.startswith("$"):
+        if token.kind == "placeholder" and token.text.startswith("$") and not numbered_form:
             raise ExplainRefused(
                 f"The statement uses a {token.text} placeholder; explain() expects Django's "
                 f"form, with %s placeholders."
