@@ -1,0 +1,231 @@
+"""The index advisor on the suite's own database: hypopg evidence, the write-cost rule, the
+fallbacks without hypopg (pg_stats) and on SQLite (its query plan), the module writer and the
+command's answers to bad input. The whole loop through makemigrations is in
+test_indexes_loop.py.
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection, models
+
+from django_dbperf.indexes import modules
+from django_dbperf.indexes.advisor import HYPOPG, PG_STATS, SQLITE, advise
+from django_dbperf.indexes.declarations import DeclarationError, read_module
+from django_dbperf.indexes.workload import WorkloadQuery
+from tests.testapp.models import Author, Book
+
+ROWS = 30_000
+
+
+def fill_books(rows: int = ROWS) -> None:
+    author = Author.objects.create(name="Prolific")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "INSERT INTO testapp_book (title, summary, published, pages, author_id) "
+                "SELECT 'Book ' || g, '', DATE '2000-01-01' + (g %% 9000), g %% 50, %s "
+                "FROM generate_series(1, %s) g",
+                [author.pk, rows],
+            )
+            cursor.execute("ANALYZE testapp_book")
+        else:
+            Book.objects.bulk_create(
+                Book(title=f"Book {n}", pages=n % 50, author=author) for n in range(rows)
+            )
+
+
+def workload_query(queryset: Any, key: str, total_ms: float = 5000.0) -> WorkloadQuery:
+    sql, params = queryset.query.sql_with_params()
+    return WorkloadQuery(key, sql, None, total_ms, 100.0, (("books", total_ms),), ("app.py:1",))
+
+
+def by_pages() -> Any:
+    return Book.objects.filter(pages=42).order_by("-published")[:10]
+
+
+def reads_everything() -> Any:
+    return Book.objects.filter(pages__gte=0).values("id")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hypopg_evidence_suggests_the_composite_and_nothing_for_a_full_read(hypopg: None) -> None:
+    fill_books()
+    queries = [workload_query(by_pages(), "aaaaaaaaaaaa"), workload_query(reads_everything(), "b")]
+    advice = advise(queries=queries, app_labels=["testapp"])
+    assert advice.method == HYPOPG
+    (suggestion,) = advice.suggestions
+    _, _, options = suggestion.index.deconstruct()
+    assert options["fields"] == ["pages", "-published"]
+    assert suggestion.verified and suggestion.saved_ms and suggestion.saved_ms > 2500
+    (shape,) = suggestion.shapes
+    assert shape.key == "aaaaaaaaaaaa" and shape.cost_after < shape.cost_before / 2
+    assert suggestion.views() == [("books", pytest.approx(suggestion.saved_ms))]
+    skipped = {item.key: item.reason for item in advice.skipped}
+    assert "no index saves 50%" in skipped["b"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_index_that_costs_more_in_writes_than_it_saves_is_not_suggested(hypopg: None) -> None:
+    fill_books()
+    read = workload_query(by_pages(), "read", total_ms=100.0)
+    writes = WorkloadQuery(
+        "write", 'INSERT INTO "testapp_book" ("title") VALUES (%s)', None, 50_000.0, 1e6
+    )
+    assert advise(queries=[read], app_labels=["testapp"]).suggestions
+    assert advise(queries=[read, writes], app_labels=["testapp"]).suggestions == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_index_serving_two_shapes_is_chosen_over_two(hypopg: None) -> None:
+    fill_books()
+    first = workload_query(by_pages(), "one")
+    second = workload_query(Book.objects.filter(pages=7).order_by("-published")[:50], "two")
+    advice = advise(queries=[first, second], app_labels=["testapp"])
+    (suggestion,) = advice.suggestions
+    assert {shape.key for shape in suggestion.shapes} == {"one", "two"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_hypopg_the_pg_stats_heuristic_is_labelled_unverified(postgres: None) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("DROP EXTENSION IF EXISTS hypopg")
+    fill_books()
+    advice = advise(queries=[workload_query(by_pages(), "h")], app_labels=["testapp"])
+    assert advice.method == PG_STATS
+    assert any("CREATE EXTENSION hypopg" in note or "hypopg" in note for note in advice.notes)
+    (suggestion,) = advice.suggestions
+    assert not suggestion.verified and suggestion.saved_ms is None
+    assert "pg_stats" in suggestion.reason
+
+
+@pytest.mark.django_db
+def test_sqlite_full_scans_become_unverified_suggestions() -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("the SQLite path")
+    fill_books(2_000)
+    advice = advise(queries=[workload_query(by_pages(), "s")], min_rows=100)
+    assert advice.method == SQLITE
+    (suggestion,) = advice.suggestions
+    assert suggestion.model_name == "Book" and not suggestion.verified
+    assert "EXPLAIN QUERY PLAN" in suggestion.reason
+
+
+@pytest.mark.django_db
+def test_statements_it_cannot_use_are_listed_with_the_reason() -> None:
+    queries = [
+        WorkloadQuery("bad", "SELEC nonsense FROM", None, 10.0, 1.0),
+        WorkloadQuery("nomodel", "SELECT * FROM some_table_no_model WHERE a = %s", None, 9.0, 1.0),
+    ]
+    advice = advise(queries=queries)
+    reasons = {item.key: item.reason for item in advice.skipped}
+    assert reasons["bad"].startswith("cannot be parsed")
+    assert "does not exist" in reasons["nomodel"]
+    assert advice.suggestions == []
+
+
+@pytest.mark.django_db
+def test_an_empty_store_says_what_to_do() -> None:
+    advice = advise()
+    assert advice.suggestions == [] and "statistics store is empty" in advice.notes[0]
+
+
+# --- the module writer ------------------------------------------------------------------------
+
+
+def fake_app(tmp_path: Path, label: str = "shopfake") -> Any:
+    return types.SimpleNamespace(label=label, name=label, path=str(tmp_path))
+
+
+def suggestion_like(name: str, fields: list[str], key: str) -> Any:
+    shape = types.SimpleNamespace(key=key, sql=f"SELECT {key}", saving_pct=90.0,
+                                  cost_before=100.0, cost_after=10.0)  # fmt: skip
+    return types.SimpleNamespace(
+        model_name="Order", index=models.Index(fields=fields, name=name), shapes=[shape]
+    )
+
+
+def test_writing_merges_keeps_edits_and_honours_rejected(tmp_path: Path) -> None:
+    app = fake_app(tmp_path)
+    first = modules.write(app, [suggestion_like("dp_a", ["status"], "k1")])
+    assert first.added == ("dp_a",)
+    text = first.path.read_text()
+    again = modules.write(app, [suggestion_like("dp_a", ["status"], "k1")])
+    assert again.added == () and again.path.read_text() == text  # deterministic, idempotent
+    # A person rejects dp_a and adds their own: both survive the next write.
+    edited = text.replace("REJECTED = []", "REJECTED = ['dp_b']")
+    first.path.write_text(edited)
+    result = modules.write(
+        app,
+        [suggestion_like("dp_b", ["total"], "k2"), suggestion_like("dp_c", ["-placed"], "k3")],
+    )
+    assert result.added == ("dp_c",)
+    contents = read_module(app)
+    assert contents is not None
+    assert [index.name for index in contents.indexes["Order"]] == ["dp_a", "dp_c"]
+    assert contents.rejected == ("dp_b",)
+    assert contents.shapes["dp_c"][0]["fingerprint"] == "k3"
+    # The same definition under another name is not written twice.
+    assert modules.write(app, [suggestion_like("dp_z", ["status"], "k4")]).added == ()
+    assert {r["fingerprint"] for r in read_module(app).shapes["dp_a"]} == {"k1", "k4"}  # type: ignore[union-attr]
+
+
+def test_a_failed_write_leaves_the_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = fake_app(tmp_path)
+    path = modules.write(app, [suggestion_like("dp_a", ["status"], "k1")]).path
+    before = path.read_text()
+
+    def disk_full(source: str, target: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(modules.os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        modules.write(app, [suggestion_like("dp_b", ["total"], "k2")])
+    assert path.read_text() == before
+    assert [item.name for item in tmp_path.iterdir()] == ["dbperf_indexes.py"]
+
+
+def test_a_module_that_is_not_what_write_writes_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "dbperf_indexes.py").write_text("INDEXES = {'Order': ['not an index']}\n")
+    with pytest.raises(DeclarationError, match=r"must be a list of models.Index"):
+        read_module(fake_app(tmp_path))
+    (tmp_path / "dbperf_indexes.py").write_text(
+        "from django.db import models\nINDEXES = {'Order': [models.Index(fields=['a'])]}\n"
+    )
+    with pytest.raises(DeclarationError, match=r"has no name"):
+        read_module(fake_app(tmp_path))
+
+
+# --- the command's answers to bad input -------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_bad_arguments_are_command_errors_that_say_what_to_do() -> None:
+    with pytest.raises(CommandError, match=r"Unknown app label 'nope' \(--app\)"):
+        call_command("dbperf_indexes", "suggest", "--app", "nope")
+    with pytest.raises(CommandError, match=r"Unknown database 'elsewhere'"):
+        call_command("dbperf_indexes", "verify", "--database", "elsewhere")
+    with pytest.raises(CommandError, match=r"--min-saving is a percent"):
+        call_command("dbperf_indexes", "suggest", "--min-saving", "150")
+    with pytest.raises(CommandError, match=r"--min-scans must be 0 or more"):
+        call_command("dbperf_indexes", "unused", "--min-scans", "-1")
+
+
+@pytest.mark.django_db
+def test_unused_on_sqlite_says_it_needs_postgresql() -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("the SQLite path")
+    with pytest.raises(CommandError, match=r"PostgreSQL"):
+        call_command("dbperf_indexes", "unused")
+
+
+@pytest.mark.django_db
+def test_verify_passes_on_the_suite_database() -> None:
+    call_command("dbperf_indexes", "verify", "--app", "django_dbperf")
