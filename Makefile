@@ -78,6 +78,7 @@ demo: $(VENV)/.installed
 	$(BIN)/python manage.py seed_demo --events $(EVENTS) --reset
 	$(BIN)/python manage.py demo_superuser
 	$(BIN)/python manage.py demo_report
+	$(BIN)/python manage.py demo_indexes
 	@echo
 	@echo "Browse it:  $(BIN)/python manage.py runserver   then open http://127.0.0.1:8000/"
 	@echo "Admin:      http://127.0.0.1:8000/admin/ with the user and password printed above;"

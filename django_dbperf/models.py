@@ -47,6 +47,13 @@ class DatabaseHealth(AdminPage):
         verbose_name = verbose_name_plural = "database health"
 
 
+class IndexAdvice(AdminPage):
+    class Meta:
+        managed = False
+        default_permissions = ()
+        verbose_name = verbose_name_plural = "index suggestions"
+
+
 class CacheReport(AdminPage):
     class Meta:
         managed = False
@@ -59,6 +66,7 @@ __all__ = [
     "CacheReport",
     "Dashboard",
     "DatabaseHealth",
+    "IndexAdvice",
     "FindingStat",
     "PgStatement",
     "PgStatementHour",

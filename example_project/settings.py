@@ -79,6 +79,8 @@ DBPERF: dict[str, object] = {
     # Cached querysets (the /cached/ dashboard) in the default cache: Valkey/Redis when REDIS_URL
     # is set; local memory otherwise, which check dbperf.E010 allows only while DEBUG is on.
     "CACHE": {"ALIAS": "default"},
+    # The demo database is small (a few thousand logs); production keeps the default, 10,000.
+    "INDEXES": {"MIN_TABLE_ROWS": 1_000},
 }
 
 LOGGING = {

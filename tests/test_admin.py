@@ -32,6 +32,7 @@ PAGES = [
     "/admin/django_dbperf/pgstatement/",
     "/admin/django_dbperf/databasehealth/",
     "/admin/django_dbperf/cachereport/",
+    "/admin/django_dbperf/indexadvice/",
 ]
 
 

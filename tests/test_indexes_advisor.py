@@ -41,7 +41,7 @@ def fill_books(rows: int = ROWS) -> None:
 
 
 def workload_query(queryset: Any, key: str, total_ms: float = 5000.0) -> WorkloadQuery:
-    sql, params = queryset.query.sql_with_params()
+    sql, _ = queryset.query.sql_with_params()
     return WorkloadQuery(key, sql, None, total_ms, 100.0, (("books", total_ms),), ("app.py:1",))
 
 

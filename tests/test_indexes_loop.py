@@ -120,3 +120,41 @@ def test_unused_reports_the_unindexed_foreign_key_traced_to_its_field(project: P
     (foreign,) = [item for item in result if item["kind"] == "unindexed_foreign_key"]
     assert "Order.customer" in foreign["declaration"]["source"]
     assert Path(foreign["declaration"]["location"].split(":")[0]).name == "models.py"
+
+
+def test_the_demo_runs_the_loop_on_a_scratch_copy_of_the_example_project(tmp_path: Path) -> None:
+    """``make demo``'s last step, on SQLite (no server needed): the suggestion is written,
+    migrated and verified in a copy; the example project itself is not changed."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        "DJANGO_SETTINGS_MODULE": "example_project.settings",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    env.pop("REDIS_URL", None)
+
+    def manage(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=repo, env=env, capture_output=True,
+            text=True, timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    manage("migrate", "-v0")
+    manage("seed_demo", "--events", "400", "--reset")
+    output = manage("demo_indexes")
+    assert "dbperf_indexes suggest --app scheduler --write" in output
+    assert "scheduler_joblog (level, created_at DESC, id DESC)" in output
+    assert "AddIndex" in output or "Create index dp_joblog_level_" in output
+    assert "0 failed" in output and "uses it" in output
+    assert "The logs page's query (?level=error)" in output
+    scheduler = repo / "example_project" / "scheduler"
+    assert not (scheduler / "dbperf_indexes.py").exists()
+    assert sorted(path.name for path in (scheduler / "migrations").glob("0*.py")) == [
+        "0001_initial.py"
+    ]

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 
 from django_dbperf.admin.base import PageAdmin
 from django_dbperf.conf import cache_configured, get_config
-from django_dbperf.models import CacheReport, Dashboard, DatabaseHealth
+from django_dbperf.models import CacheReport, Dashboard, DatabaseHealth, IndexAdvice
 from django_dbperf.stats.models import FindingStat, QueryShape, StoreCounter, ViewStat
 
 TOP = 10
@@ -107,3 +107,47 @@ class CacheReportAdmin(PageAdmin):
             "cache": cache_totals(),
             "bypass_reasons": sorted(STORE.bypass_reasons().items()) if cache_configured() else [],
         }
+
+
+@admin.register(IndexAdvice)
+class IndexAdviceAdmin(PageAdmin):
+    """The index advisor on demand: it plans statements (hypopg), so it runs on a POST only."""
+
+    template = "admin/django_dbperf/indexes.html"
+
+    def context(self, request: HttpRequest) -> dict[str, Any]:
+        from django_dbperf.indexes.advisor import advise
+        from django_dbperf.indexes.presenting import suggestion_data
+
+        aliases = list(connections)
+        alias = request.POST.get("database") or request.GET.get("database", "default")
+        if alias not in aliases:
+            alias = aliases[0]
+        context: dict[str, Any] = {"alias": alias, "aliases": aliases, "advice": None}
+        if request.method != "POST":
+            return context
+        try:
+            advice = advise(alias)
+        except Exception as error:  # the page says why; the store or database may be down
+            context["error"] = f"{type(error).__name__}: {error}"
+            return context
+        shapes = dict(
+            QueryShape.objects.using(get_config()["STATS"]["DATABASE"])
+            .filter(alias=alias)
+            .values_list("fingerprint_id", "pk")
+        )
+        context["advice"] = advice
+        context["suggestions"] = [
+            {**suggestion_data(item), "code": _declaration(item)} for item in advice.suggestions
+        ]
+        for item in context["suggestions"]:
+            for shape in item["shapes"]:
+                shape["pk"] = shapes.get(shape["fingerprint"])
+        return context
+
+
+def _declaration(suggestion: Any) -> str:
+    from django.db.migrations.writer import MigrationWriter
+
+    text, _ = MigrationWriter.serialize(suggestion.index)
+    return str(text)

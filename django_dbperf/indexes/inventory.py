@@ -634,7 +634,7 @@ def _unused(
                     f"{found.index} was scanned {found.scans} time(s) since {_since(found)}, "
                     f"yet every write to {found.table} updates it."
                 ),
-                advice=f"{match.removal} (scans are counted per server: check replicas first)",
+                advice=f"{match.removal}. Scans are counted per server: check replicas first.",
                 declaration=match.declaration,
             )
         )

@@ -464,6 +464,9 @@ class _Reader:
             self.relation(item, scope)
         elif isinstance(item, ast.JoinExpr):
             self.join_expr(item, scope)
+        elif isinstance(item, ast.RangeTableSample):  # t TABLESAMPLE ...: still the table
+            self.from_item(item.relation, scope)
+            self.walk((item.args, item.repeatable), scope)
         elif isinstance(item, ast.RangeSubselect):
             self.statement(item.subquery, scope)
             scope.entries.append(_Derived(_alias(item.alias)))
@@ -601,7 +604,11 @@ class _Reader:
 
     def a_expr(self, node: ast.A_Expr, scope: _Scope) -> None:
         operator, kind = _operator(node), node.kind
-        if kind == A_Expr_Kind.AEXPR_OP and operator in _FLIPPED:
+        if kind == A_Expr_Kind.AEXPR_OP and operator == "=" and (pairs := _rows(node)):
+            # (a, b) = ($1, $2), as Django writes composite keys: a = $1 AND b = $2.
+            for left, right in pairs:
+                self.comparison(left, "=", right, scope)
+        elif kind == A_Expr_Kind.AEXPR_OP and operator in _FLIPPED:
             self.comparison(node.lexpr, operator, node.rexpr, scope)
         elif kind == A_Expr_Kind.AEXPR_IN and operator == "=":  # "<>" is NOT IN
             self.in_list(node.lexpr, _values(node.rexpr), scope)
@@ -687,6 +694,15 @@ def _sort_node(sort: object, targets: tuple[Any, ...]) -> object:
             if isinstance(target, ast.ResTarget) and target.name == names[0]:
                 return target.val
     return node
+
+
+def _rows(node: ast.A_Expr) -> list[tuple[Any, Any]]:
+    """The pairs of a comparison of two rows of the same length, else []."""
+    left, right = node.lexpr, node.rexpr
+    if not isinstance(left, ast.RowExpr) or not isinstance(right, ast.RowExpr):
+        return []
+    lefts, rights = left.args or (), right.args or ()
+    return list(zip(lefts, rights, strict=True)) if len(lefts) == len(rights) else []
 
 
 def _has_limit(node: ast.SelectStmt) -> bool:

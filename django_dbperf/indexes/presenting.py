@@ -16,6 +16,7 @@ from django.db import connections
 from django_dbperf.explain import ExplainRefused
 from django_dbperf.indexes import modules
 from django_dbperf.indexes.advisor import Advice, Suggestion, advise
+from django_dbperf.indexes.catalog import table_facts
 from django_dbperf.indexes.verification import verify as verify_indexes
 
 SQL_SHOWN = 160
@@ -184,7 +185,7 @@ def verify(using: str, labels: list[str] | None) -> Result:
     return Result("\n".join(lines), data, message)
 
 
-def unused(using: str, labels: list[str] | None, min_scans: int) -> Result:
+def unused(using: str, labels: list[str] | None, min_scans: int, min_rows: int) -> Result:
     from django_dbperf.indexes.inventory import InventoryUnavailable, index_problems
 
     connection = connections[using]
@@ -198,9 +199,18 @@ def unused(using: str, labels: list[str] | None, min_scans: int) -> Result:
                 f"queries run on it. Run 'unused' against the primary (--database)."
             )
     try:
-        problems = index_problems(using, min_scans=min_scans)
+        problems = index_problems(using, min_scans=min_scans, min_rows=min_rows)
     except InventoryUnavailable as error:
         raise CommandError(str(error)) from None
+    # An unused index on a small table costs next to nothing: not worth a person's time.
+    sizes = table_facts(sorted({problem.table for problem in problems}), using)
+    problems = [
+        problem
+        for problem in problems
+        if problem.kind not in ("unused", "redundant")
+        or problem.table not in sizes
+        or sizes[problem.table].rows >= min_rows
+    ]
     if labels is not None:
         problems = [
             problem

@@ -16,7 +16,6 @@ from django.views.decorators.http import require_safe
 from example_project.scheduler import dashboard as dashboard_data
 from example_project.scheduler.models import (
     NEWEST_JOBS_FIRST,
-    NEWEST_LOGS_FIRST,
     Event,
     Job,
     JobLog,
@@ -29,7 +28,7 @@ from example_project.scheduler.serializers import (
     serialize_event_detail,
     serialize_event_page,
 )
-from example_project.scheduler.views import LATEST_LOGS, PAGE_SIZE
+from example_project.scheduler.views import PAGE_SIZE, latest_logs
 
 # Built per request, not at import: an eager manager's queryset takes the DBPERF settings
 # (its fetch mode) of the moment it is made.
@@ -107,8 +106,8 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_safe
 def log_list(request: HttpRequest) -> HttpResponse:
     # One query: each log joined with its job, the job's event and its server.
-    logs = JobLog.eager.order_by(*NEWEST_LOGS_FIRST)[:LATEST_LOGS]
-    return render(request, "scheduler/log_list.html", {"logs": logs})
+    logs = latest_logs(JobLog.eager.all(), request)
+    return render(request, "scheduler/log_list.html", {"logs": logs, "levels": JobLog.Level})
 
 
 @require_safe

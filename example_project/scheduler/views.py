@@ -7,6 +7,7 @@ through relations row by row, which is the "before" picture django-dbperf measur
 from __future__ import annotations
 
 from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
@@ -63,11 +64,20 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "scheduler/workflow_detail.html", {"workflow": workflow})
 
 
+def latest_logs(logs: QuerySet[JobLog], request: HttpRequest) -> QuerySet[JobLog]:
+    """The newest logs, of one level with ``?level=error``."""
+    level = request.GET.get("level")
+    if level in JobLog.Level.values:
+        logs = logs.filter(level=level)
+    return logs.order_by(*NEWEST_LOGS_FIRST)[:LATEST_LOGS]
+
+
 @require_safe
 def log_list(request: HttpRequest) -> HttpResponse:
-    # Sorting on an unindexed column of the biggest table: part of the "before" picture.
-    logs = JobLog.objects.order_by(*NEWEST_LOGS_FIRST)[:LATEST_LOGS]
-    return render(request, "scheduler/log_list.html", {"logs": logs})
+    # Filtering and sorting on unindexed columns of the biggest table: part of the "before"
+    # picture, which `dbperf_indexes suggest` answers with an index (make demo shows it).
+    logs = latest_logs(JobLog.objects.all(), request)
+    return render(request, "scheduler/log_list.html", {"logs": logs, "levels": JobLog.Level})
 
 
 @require_safe

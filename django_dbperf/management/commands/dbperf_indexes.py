@@ -9,6 +9,7 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
+from django_dbperf.conf import get_config
 from django_dbperf.indexes import presenting
 
 
@@ -29,6 +30,9 @@ class Command(BaseCommand):
         verify = actions.add_parser("verify", help="declared indexes exist, are valid and used")
         unused = actions.add_parser("unused", help="indexes to remove or fix")
         unused.add_argument("--min-scans", type=int, default=0, help="scans at most (default 0)")
+        unused.add_argument(
+            "--min-rows", type=int, help="smaller tables are left out (default MIN_TABLE_ROWS)"
+        )
         for sub in (suggest, verify, unused):
             sub.add_argument("--app", action="append", dest="apps", metavar="LABEL")
             sub.add_argument("--database", default="default", help="the alias to read")
@@ -47,7 +51,12 @@ class Command(BaseCommand):
         else:
             if options["min_scans"] < 0:
                 raise CommandError("--min-scans must be 0 or more, e.g. --min-scans 50.")
-            result = presenting.unused(using, labels, options["min_scans"])
+            min_rows = options["min_rows"]
+            if min_rows is None:
+                min_rows = get_config()["INDEXES"]["MIN_TABLE_ROWS"]
+            if min_rows < 0:
+                raise CommandError("--min-rows must be 0 or more, e.g. --min-rows 10000.")
+            result = presenting.unused(using, labels, options["min_scans"], min_rows)
         if options["format"] == "json":
             self.stdout.write(json.dumps(result.data, indent=2, sort_keys=True, default=str))
         else:
