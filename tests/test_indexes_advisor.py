@@ -229,3 +229,80 @@ def test_unused_on_sqlite_says_it_needs_postgresql() -> None:
 @pytest.mark.django_db
 def test_verify_passes_on_the_suite_database() -> None:
     call_command("dbperf_indexes", "verify", "--app", "django_dbperf")
+
+
+# --- what the ORM knew: constants behind placeholders -----------------------------------------
+
+
+def fill_items() -> None:
+    """50,000 items; one in a hundred flagged and blue."""
+    from tests.testapp.models import DiffOwner
+
+    owner = DiffOwner.objects.create(name="owner")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO testapp_diffitem (name, body, number, big_number, price, ratio, flag, "
+            "blob, uid, color, level, owner_id) SELECT 'item', '', g, 0, 0, 0, g %% 100 = 0, "
+            "'', gen_random_uuid(), CASE WHEN g %% 100 = 0 THEN 'blue' ELSE 'red' END, 1, %s "
+            "FROM generate_series(1, 50000) g",
+            [owner.pk],
+        )
+        cursor.execute("ANALYZE testapp_diffitem")
+
+
+def capture_flagged(calls: int) -> list[Any]:
+    """The same statement ``calls`` times; PostgreSQL gets ``WHERE flag`` (Django writes the
+    boolean inline there), SQLite ``flag = %s`` with True every time."""
+    from django_dbperf import capture_queries
+    from tests.testapp.models import DiffItem
+
+    with capture_queries() as captured:
+        for _ in range(calls):
+            list(DiffItem.objects.filter(flag=True).order_by("-number")[:20])
+    return list(captured.queries)
+
+
+@pytest.mark.django_db
+def test_captured_statements_know_which_values_never_changed() -> None:
+    from django_dbperf import capture_queries
+    from django_dbperf.indexes.workload import from_captured
+    from tests.testapp.models import DiffItem
+
+    with capture_queries() as captured:
+        for number in range(4):
+            list(DiffItem.objects.filter(color="red", number__gte=number))
+    (steady,) = [item for item in from_captured(captured.queries) if "diffitem" in item.sql]
+    assert steady.constants == ((1, "red"),) and steady.calls == 4.0
+    assert steady.params == ("red", 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flag_always_true_becomes_a_partial_index(hypopg: None) -> None:
+    from django_dbperf.indexes.workload import from_captured
+
+    fill_items()
+    advice = advise(queries=from_captured(capture_flagged(3)), app_labels=["testapp"])
+    (suggestion,) = advice.suggestions
+    _, _, options = suggestion.index.deconstruct()
+    assert options["fields"] == ["-number"]
+    assert options["condition"] == models.Q(flag=True)
+    assert suggestion.verified
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_status_the_orm_always_sent_becomes_a_partial_index(hypopg: None) -> None:
+    """``color = %s`` with 'blue' in every call: the statement shows a placeholder, the
+    capture saw the value, and the plan is costed with it."""
+    from django_dbperf import capture_queries
+    from django_dbperf.indexes.workload import from_captured
+    from tests.testapp.models import DiffItem
+
+    fill_items()
+    with capture_queries() as captured:
+        for _ in range(3):
+            list(DiffItem.objects.filter(color="blue").order_by("-number")[:20])
+    advice = advise(queries=from_captured(captured.queries), app_labels=["testapp"])
+    (suggestion,) = advice.suggestions
+    _, _, options = suggestion.index.deconstruct()
+    assert options["fields"] == ["-number"]
+    assert options["condition"] == models.Q(color="blue")

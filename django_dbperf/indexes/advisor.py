@@ -180,7 +180,7 @@ def _plans(
             assert table is not None and table.model is not None
             if app_labels is not None and table.model._meta.app_label not in app_labels:
                 continue
-            found = candidates_for(access, table)
+            found = candidates_for(access, table, dict(query.constants))
             if found:
                 accesses.append((access, table, found))
         if accesses:

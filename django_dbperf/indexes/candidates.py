@@ -9,6 +9,7 @@ here: costing it could only show that the planner is happy already.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -86,7 +87,11 @@ def _predicate(constant: Constant, quote: Any) -> str:
         return f"{column} {operator}"
     if operator == "IN":
         return f"{column} IN ({', '.join(_literal(value) for value in constant.values)})"
-    return f"{column} {operator} {_literal(constant.values[0])}"
+    value = constant.values[0]
+    if operator == "=" and isinstance(value, bool):
+        # As Django writes Q(flag=True) and as the planner matches it: the bare column.
+        return column if value else f"NOT {column}"
+    return f"{column} {operator} {_literal(value)}"
 
 
 def condition_q(candidate: Candidate, facts: TableFacts) -> Q | None:
@@ -139,8 +144,29 @@ def _mappable(candidate: Candidate, facts: TableFacts) -> bool:
     return all(facts.field_name(column) is not None for column in columns)
 
 
-def candidates_for(access: TableAccess, facts: TableFacts) -> list[Candidate]:
-    """The candidates worth costing for one table access, most basic first."""
+def known_constants(access: TableAccess, known: Mapping[int, Any]) -> tuple[Constant, ...]:
+    """Predicates whose placeholders held the same value in every call (``known``: placeholder
+    number -> value), as constants: ``col = $1`` with $1 always True is ``col = TRUE``."""
+    numbers: dict[str, list[int]] = {}
+    for column, number in access.parameters:
+        numbers.setdefault(column, []).append(number)
+    found = []
+    for column, used in numbers.items():
+        if not all(number in known for number in used):
+            continue
+        values = tuple(known[number] for number in used)
+        if column in access.equality and len(values) == 1:
+            found.append(Constant(column, "=", values))
+        elif column in access.in_lists and column not in access.equality:
+            found.append(Constant(column, "IN", values))
+    return tuple(found)
+
+
+def candidates_for(
+    access: TableAccess, facts: TableFacts, known: Mapping[int, Any] | None = None
+) -> list[Candidate]:
+    """The candidates worth costing for one table access, most basic first. ``known``: values
+    the ORM always sent for some placeholders (partial-index material)."""
     table = access.table
     equal = _unique([*access.equality, *access.in_lists, *access.joins])[:MAX_KEY_COLUMNS]
     nulls = [column for column, _ in access.null_tests]
@@ -162,6 +188,7 @@ def candidates_for(access: TableAccess, facts: TableFacts) -> list[Candidate]:
         for tail in tails or [()]:
             add(head + tuple(item for item in tail if item[0] not in equal))
     constants = tuple(item for item in access.constants if item.operator in _CONDITION_OPERATORS)
+    constants += known_constants(access, known or {})
     if constants:
         fixed = {item.column for item in constants if item.operator != "IN"}
         keys = tuple((column, False) for column in equal if column not in fixed)

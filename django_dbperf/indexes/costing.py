@@ -222,6 +222,12 @@ def cost_workload(queries: Sequence[CostedQuery], using: str) -> Costing:
                     chosen = {names[name] for name in used if name in names}
                     costing.used.setdefault(query.key, set()).update(chosen)
                     winners |= chosen
+    # A partial or covering variant loses to its plain twin when both exist (the planner
+    # picks one), yet alone it may save as much for less: cost the variants of winning
+    # queries alone too.
+    for query in live:
+        if costing.used.get(query.key):
+            winners |= {c for c in query.candidates if c.condition or c.include}
     for winner in sorted(winners, key=lambda candidate: candidate.describe()):
         with planner.hypothetical([winner]):
             for query in live:

@@ -9,7 +9,7 @@ audit) as ``WorkloadQuery`` objects.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,10 @@ class WorkloadQuery:
     views: tuple[tuple[str, float], ...] = ()  # (view name, ms it spent on this statement)
     callsites: tuple[str, ...] = ()
     source: str = "store"
+    # Placeholder number (1-based) -> the value it had in every call seen: what the ORM knew
+    # (is_active=True, status="open") though the statement shows a placeholder. Only from
+    # captures, which see every call's values.
+    constants: tuple[tuple[int, Any], ...] = ()
 
 
 def _complete(params: Any) -> tuple[Any, ...] | None:
@@ -92,6 +96,64 @@ def from_store(alias: str, *, size: int = DEFAULT_SIZE) -> list[WorkloadQuery]:
     ]
     found.sort(key=lambda query: (-query.total_ms, query.key))
     return found[:size]
+
+
+CONSTANT_TYPES = (bool, int, str)
+MAX_CONSTANT_LENGTH = 64  # a longer string is data, not a flag or a status
+
+
+def _constant(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= MAX_CONSTANT_LENGTH
+    return isinstance(value, CONSTANT_TYPES)
+
+
+def from_captured(queries: Iterable[Any], alias: str = "default") -> list[WorkloadQuery]:
+    """Statements captured in this process (``capture_queries()``, a test run) as a workload:
+    one entry per statement shape on ``alias``, with its summed time, one call's values and
+    the values that were the same in every call."""
+    from django_dbperf.analysis.sql_text import fingerprint_id
+
+    grouped: dict[str, list[Any]] = defaultdict(list)
+    for query in queries:
+        if query.alias == alias and not query.many:
+            grouped[query.fingerprint].append(query)
+    found = []
+    for fingerprint, calls in grouped.items():
+        first = calls[0]
+        params = tuple(first.params) if isinstance(first.params, list | tuple) else None
+        constants: tuple[tuple[int, Any], ...] = ()
+        if params is not None:
+            constants = tuple(
+                (number, value)
+                for number, value in enumerate(params, 1)
+                if _constant(value)
+                and all(
+                    isinstance(call.params, list | tuple)
+                    and len(call.params) == len(params)
+                    and type(call.params[number - 1]) is type(value)
+                    and call.params[number - 1] == value
+                    for call in calls
+                )
+            )
+        total = sum(call.duration for call in calls) * 1000
+        views = {call.request.view for call in calls if call.request and call.request.view}
+        sites = {str(call.callsite) for call in calls if call.callsite is not None}
+        found.append(
+            WorkloadQuery(
+                fingerprint_id(fingerprint),
+                first.sql,
+                params,
+                total,
+                float(len(calls)),
+                tuple((view, total / len(views)) for view in sorted(views)),
+                tuple(sorted(sites)),
+                "captured",
+                constants,
+            )
+        )
+    found.sort(key=lambda query: (-query.total_ms, query.key))
+    return found
 
 
 def combined(*sources: Sequence[WorkloadQuery]) -> list[WorkloadQuery]:
