@@ -26,13 +26,18 @@ class DbPerfConfig(AppConfig):
         from django_dbperf import checks  # noqa: F401  (registers the system checks)
         from django_dbperf.capture import install
         from django_dbperf.conf import clear_config_cache
+        from django_dbperf.indexes import declarations
         from django_dbperf.integrations import nplusone
 
+        # First: dbperf_indexes.py modules join the models' Meta.indexes before anything reads
+        # the models (the autodetector, the checks).
+        declarations.load()
         setting_changed.connect(clear_config_cache, dispatch_uid="django_dbperf.conf")
         setting_changed.connect(forget_project_code, dispatch_uid="django_dbperf.capture.roots")
         # Every new connection, in every thread, gets the (idle until captured) query wrapper.
         connection_created.connect(install, dispatch_uid="django_dbperf.capture")
         self.connect_cache_invalidation()
+        self.connect_safe_index_builds()
         # Only with "nplusone.ext.django" in INSTALLED_APPS; otherwise nplusone is never imported.
         nplusone.register()
 
@@ -50,3 +55,12 @@ class DbPerfConfig(AppConfig):
         post_save.connect(invalidation.on_save_or_delete, dispatch_uid="django_dbperf.save")
         post_delete.connect(invalidation.on_save_or_delete, dispatch_uid="django_dbperf.delete")
         m2m_changed.connect(invalidation.on_m2m_changed, dispatch_uid="django_dbperf.m2m")
+
+    def connect_safe_index_builds(self) -> None:
+        """While ``migrate`` runs, concurrent index builds on PostgreSQL retry and clean up."""
+        from django.db.models.signals import post_migrate, pre_migrate
+
+        from django_dbperf.indexes import building
+
+        pre_migrate.connect(building.on_pre_migrate, dispatch_uid="django_dbperf.indexes.pre")
+        post_migrate.connect(building.on_post_migrate, dispatch_uid="django_dbperf.indexes.post")

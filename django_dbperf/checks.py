@@ -15,10 +15,18 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import DEFAULT_DB_ALIAS, connections, router
 from django.db.models import Model
 from django.utils.module_loading import import_string
 
-from django_dbperf.conf import CACHE_OPTIONS, OPTIONS, SETTING_NAME, Option, user_settings
+from django_dbperf.conf import (
+    CACHE_OPTIONS,
+    INDEXES_OPTIONS,
+    OPTIONS,
+    SETTING_NAME,
+    Option,
+    user_settings,
+)
 
 MIDDLEWARE_PATH = "django_dbperf.middleware.QueryCountMiddleware"
 
@@ -64,6 +72,12 @@ CHECKS: dict[str, str] = {
     "``PROJECT_ROOTS`` path that is not an existing directory.",
     "dbperf.E014": '``STATS["DATABASE"]`` names a database that is not in ``DATABASES``, or '
     '``STATS["REDACT_COLUMNS"]`` has an entry that is not a non-empty string.',
+    "dbperf.E015": '``INDEXES["CONCURRENTLY"]`` is ``True`` while a database the declared '
+    "indexes' models are written to is not PostgreSQL (``AddIndexConcurrently`` fails there), "
+    'or ``INDEXES["MAX_BACKOFF_S"]`` is smaller than ``INDEXES["RETRY_BACKOFF_S"]``.',
+    "dbperf.E016": "An app's ``dbperf_indexes.py`` module cannot be used: it fails to import, "
+    "``INDEXES`` is not a dict of model name -> list of named ``models.Index``, it names a model "
+    "the app does not have, or two models declare the same index name.",
     "dbperf.W001": "``QueryCountMiddleware`` comes after middleware that runs queries "
     "outside the view, so those queries are not counted.",
     "dbperf.W002": "nplusone is enabled on Django 6.1 or later without django_dbperf's "
@@ -261,6 +275,9 @@ def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMe
     stats = given.get("STATS")
     if isinstance(stats, dict):
         errors.extend(_check_stats(stats))
+    indexes = given.get("INDEXES")
+    if isinstance(indexes, dict):
+        errors.extend(_check_indexes(indexes))
     return errors
 
 
@@ -289,6 +306,55 @@ def _check_stats(stats: Mapping[str, Any]) -> list[CheckMessage]:
                     )
                 )
     return errors
+
+
+def _check_indexes(indexes: Mapping[str, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    key = f'{SETTING_NAME}["INDEXES"]'
+    if indexes.get("CONCURRENTLY") is True:
+        for alias in _index_databases():
+            vendor = connections[alias].vendor
+            if vendor != "postgresql":
+                errors.append(
+                    Error(
+                        f'{key}["CONCURRENTLY"] is True, but the database {alias!r} is {vendor}: '
+                        "the AddIndexConcurrently migrations makemigrations would write fail "
+                        "there.",
+                        hint='Use "auto" (concurrently only where the database is PostgreSQL) '
+                        "or False.",
+                        id="dbperf.E015",
+                    )
+                )
+    backoff, most = (
+        indexes.get(name, INDEXES_OPTIONS[name].default)
+        for name in ("RETRY_BACKOFF_S", "MAX_BACKOFF_S")
+    )
+    if _is_number(backoff) and _is_number(most) and most < backoff:
+        errors.append(
+            Error(
+                f'{key}["MAX_BACKOFF_S"] is {most!r}, smaller than {key}["RETRY_BACKOFF_S"] '
+                f"({backoff!r}), so the wait between retries could never grow.",
+                hint="Make MAX_BACKOFF_S at least RETRY_BACKOFF_S (defaults: 60.0 and 2.0).",
+                id="dbperf.E015",
+            )
+        )
+    return errors
+
+
+def _is_number(value: object) -> bool:
+    # Other types are reported as type errors (dbperf.E003).
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _index_databases() -> set[str]:
+    """Where the models of declared indexes are written (the default database when none)."""
+    from django_dbperf.indexes.declarations import declared
+
+    aliases = {
+        router.db_for_write(apps.get_model(item.app_label, item.model_name))
+        for item in declared().values()
+    }
+    return aliases or {DEFAULT_DB_ALIAS}
 
 
 def _check_project_code(given: Mapping[str, Any]) -> list[CheckMessage]:
@@ -457,3 +523,19 @@ def check_eager_managers(app_configs: object = None, **kwargs: object) -> list[C
         elif error := _fetch_mode_error(where, mode):
             messages.append(error)
     return messages
+
+
+@register(Tags.models)
+def check_index_declarations(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
+    """What ``dbperf_indexes.py`` modules declare is read at start-up; what could not be used
+    is reported here rather than raised, so one bad module never stops the project."""
+    from django_dbperf.indexes.declarations import errors
+
+    return [
+        Error(
+            problem,
+            hint="Fix or delete the entry (dbperf_indexes suggest --write writes valid ones).",
+            id="dbperf.E016",
+        )
+        for problem in errors()
+    ]

@@ -176,6 +176,70 @@ CACHE_OPTIONS: dict[str, Option] = {
     ),
 }
 
+INDEXES_OPTIONS: dict[str, Option] = {
+    "CONCURRENTLY": Option(
+        default="auto",
+        types=(str, bool),
+        choices=("auto", True, False),
+        help="How ``makemigrations`` writes the indexes declared in ``dbperf_indexes.py`` "
+        "modules: ``True`` as Django's ``AddIndexConcurrently`` in a non-atomic migration of "
+        "their own (no write lock on the table while the index builds), ``False`` as plain "
+        '``AddIndex``, ``"auto"`` concurrently when the database the model is routed to for '
+        "writes is PostgreSQL. Either way the migration uses only Django's own operations.",
+    ),
+    "LOCK_TIMEOUT_MS": Option(
+        default=5000,
+        types=(int,),
+        minimum=0,
+        help="``lock_timeout`` (milliseconds) of each ``CREATE INDEX CONCURRENTLY`` run by "
+        "``migrate``, so a long transaction on the table makes the build give up and retry "
+        "instead of waiting behind it unseen. 0 waits without limit.",
+    ),
+    "BUILD_RETRIES": Option(
+        default=5,
+        types=(int,),
+        minimum=0,
+        help="How many times ``migrate`` retries a concurrent index build that hit the lock "
+        "timeout (after dropping the INVALID index the interrupted build left) before failing "
+        "with an error naming the index.",
+    ),
+    "RETRY_BACKOFF_S": Option(
+        default=2.0,
+        types=(int, float),
+        minimum=0.0,
+        help="Seconds to wait before the first retry of an interrupted index build; the wait "
+        "doubles at each further retry, up to ``MAX_BACKOFF_S``.",
+    ),
+    "MAX_BACKOFF_S": Option(
+        default=60.0,
+        types=(int, float),
+        minimum=0.0,
+        help="Longest wait between two retries of an interrupted index build, in seconds.",
+    ),
+    "MIN_COST_SAVING_PCT": Option(
+        default=50,
+        types=(int, float),
+        minimum=1,
+        maximum=99,
+        help="The index advisor keeps a candidate for a statement only when, as a hypothetical "
+        "index (hypopg), it cuts that statement's plan cost by at least this percent.",
+    ),
+    "MIN_TABLE_ROWS": Option(
+        default=10_000,
+        types=(int,),
+        minimum=0,
+        help="Tables with fewer rows (the planner's estimate) get no suggestion: reading them "
+        "whole is cheap.",
+    ),
+    "WORKLOAD_SIZE": Option(
+        default=200,
+        types=(int,),
+        minimum=1,
+        help="How many statements the advisor reads from the statistics store and "
+        "pg_stat_statements, costliest (by total time) first.",
+    ),
+}
+
 OPTIONS: dict[str, Option] = {
     "ENABLED": Option(
         default=True,
@@ -285,6 +349,13 @@ OPTIONS: dict[str, Option] = {
         types=(dict,),
         options=CACHE_OPTIONS,
         help="Cached querysets in Valkey or Redis; a dict of the keys below.",
+    ),
+    "INDEXES": Option(
+        default={},
+        types=(dict,),
+        options=INDEXES_OPTIONS,
+        help="The index advisor, how the indexes declared in ``dbperf_indexes.py`` modules "
+        "become migrations, and how ``migrate`` builds them; a dict of the keys below.",
     ),
 }
 

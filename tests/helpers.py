@@ -77,3 +77,23 @@ def assert_served_from_the_cache(evaluate: Callable[[Any], Any]) -> None:
     warm, warm_queries = queries(run)
     assert cold_queries >= 1 and warm_queries == 0
     assert warm == cold == evaluate(Book.objects.order_by("pk"))
+
+
+def execute(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Raw SQL on the default connection; its rows (none for a statement without a result)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def drop_tables_starting_with(prefix: str) -> None:
+    """Drop the public tables a transaction=True test made (the flush only empties models')."""
+    made = execute(
+        "SELECT quote_ident(tablename) FROM pg_tables "
+        "WHERE schemaname = 'public' AND starts_with(tablename, %s)",
+        [prefix],
+    )
+    if made:
+        execute("DROP TABLE " + ", ".join(name for (name,) in made) + " CASCADE")

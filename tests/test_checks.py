@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import django
 import pytest
 from django.core.checks import CheckMessage
@@ -13,6 +15,7 @@ from django_dbperf.checks import (
     CHECKS,
     MIDDLEWARE_PATH,
     check_eager_managers,
+    check_index_declarations,
     check_middleware_order,
     check_settings,
 )
@@ -439,3 +442,31 @@ def test_stats_options_are_checked_like_every_other_key() -> None:
     errors = check_settings()
     assert [error.id for error in errors] == ["dbperf.E004", "dbperf.E003"]
     assert errors[0].msg == "DBPERF['STATS']['FLUSH_INTERVAL_S'] is 0; it must be at least 1.0."
+
+
+@override_settings(DBPERF={"INDEXES": {"RETRY_BACKOFF_S": 5, "MAX_BACKOFF_S": 1}})
+def test_e015_index_build_backoff_names_the_keys() -> None:
+    (error,) = check_settings()
+    assert error.id == "dbperf.E015"
+    assert 'DBPERF["INDEXES"]["MAX_BACKOFF_S"] is 1' in error.msg
+
+
+def test_e016_a_dbperf_indexes_module_that_cannot_be_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.apps import apps
+
+    from django_dbperf.indexes import declarations
+
+    config = apps.get_app_config("testapp")
+    monkeypatch.setattr(config, "path", str(tmp_path))
+    monkeypatch.setattr(declarations, "_declared", {})
+    monkeypatch.setattr(declarations, "_errors", [])
+    (tmp_path / "dbperf_indexes.py").write_text(
+        "from django.db import models\n"
+        "INDEXES = {'NoSuchModel': [models.Index(fields=['x'], name='dp_x')]}\n"
+    )
+    declarations.load()
+    (error,) = check_index_declarations()
+    assert error.id == "dbperf.E016"
+    assert "names 'NoSuchModel', which is not a model of the app 'testapp'" in error.msg

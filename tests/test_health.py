@@ -32,15 +32,10 @@ from django_dbperf.health import (
     unused_indexes,
 )
 from django_dbperf.health.findings import CACHE_HIT_RATIO_TARGET, QUERY_TEXT_LIMIT
+from tests.helpers import drop_tables_starting_with, execute
 
 # Tables made here start with this, and are dropped after each test.
 PREFIX = "health_"
-
-
-def execute(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 def wait_for[T](condition: Callable[[], T], timeout: float = 30.0) -> T:
@@ -62,13 +57,7 @@ def flush_statistics() -> None:
 def tables(postgres: None) -> Iterator[None]:
     """A transaction=True test's tables, dropped afterwards (the flush only empties models')."""
     yield
-    made = execute(
-        "SELECT quote_ident(tablename) FROM pg_tables "
-        "WHERE schemaname = 'public' AND starts_with(tablename, %s)",
-        [PREFIX],
-    )
-    if made:
-        execute("DROP TABLE " + ", ".join(name for (name,) in made) + " CASCADE")
+    drop_tables_starting_with(PREFIX)
 
 
 @pytest.fixture

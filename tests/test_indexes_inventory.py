@@ -26,16 +26,11 @@ from django_dbperf.indexes.inventory import (
     trace_index,
 )
 from example_project.scheduler.models import EventServer
+from tests.helpers import drop_tables_starting_with, execute
 from tests.testapp.models import Book
 
 PREFIX = "inv_"
 EVERY_INDEX = 10**12  # min_scans: every index counts as unused, whatever the suite scanned
-
-
-def execute(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 def index_named(table: str, columns: list[str], **flags: Any) -> str:
@@ -122,13 +117,7 @@ def create_tables(scratch: list[type[models.Model]]) -> None:
 def dropped_afterwards(postgres: None) -> Iterator[None]:
     """A transaction=True test's inv_ tables, dropped afterwards (the flush ignores them)."""
     yield
-    made = execute(
-        "SELECT quote_ident(tablename) FROM pg_tables "
-        "WHERE schemaname = 'public' AND starts_with(tablename, %s)",
-        [PREFIX],
-    )
-    if made:
-        execute("DROP TABLE " + ", ".join(name for (name,) in made) + " CASCADE")
+    drop_tables_starting_with(PREFIX)
 
 
 @pytest.fixture

@@ -175,7 +175,6 @@ def _attempts(
         except DatabaseError as error:
             if not is_lock_timeout(error):
                 raise
-            _drop_leftover(build, connection)
             if attempt == policy.attempts:
                 raise IndexBuildError(_exhausted_message(build, policy)) from error
             delay = policy.delay(attempt)
@@ -212,7 +211,12 @@ def _attempt(
     logger.info(
         "Index %s: building concurrently (lock_timeout %d ms).", build.name, policy.lock_timeout_ms
     )
-    result = run(build.idempotent_sql)
+    try:
+        result = run(build.idempotent_sql)
+    except DatabaseError as error:
+        if is_lock_timeout(error):
+            _drop_leftover(build, connection)
+        raise
     logger.info("Index %s: built.", build.name)
     return result
 
@@ -247,7 +251,7 @@ def _drop_leftover(build: Build, connection: BaseDatabaseWrapper) -> None:
             raise
         logger.warning(
             "Index %s: the INVALID leftover could not be dropped yet (lock timeout); the next "
-            "attempt drops it.",
+            "attempt, or the next migrate, drops it.",
             build.name,
         )
 
@@ -259,7 +263,8 @@ def _exhausted_message(build: Build, policy: Policy) -> str:
         "A concurrent build waits for every transaction that writes the table or started "
         "before it; one of them stays open. Find it with: SELECT pid, xact_start, state, query "
         "FROM pg_stat_activity WHERE xact_start IS NOT NULL ORDER BY xact_start; let it finish "
-        "(or end it with SELECT pg_cancel_backend(pid)), then run migrate again. Or raise "
+        "(or end it with SELECT pg_cancel_backend(pid)), then run migrate again: it drops the "
+        "INVALID index an interrupted build left. Or raise "
         'DBPERF["INDEXES"]["LOCK_TIMEOUT_MS"] or ["BUILD_RETRIES"].'
     )
 

@@ -43,26 +43,23 @@ class Candidate:
             return "covering"
         return "single" if len(self.columns) == 1 else "composite"
 
-    def sql(self, quote: Any) -> str:
-        """``CREATE INDEX ON ...`` for hypopg (literals come from parsed SQL, quoted again)."""
+    def _text(self, quote: Any) -> str:
         keys = ", ".join(
             f"{quote(column)}{' DESC' if desc else ''}" for column, desc in self.columns
         )
-        text = f"CREATE INDEX ON {quote(self.table)} ({keys})"
+        text = f"({keys})"
         if self.include:
             text += f" INCLUDE ({', '.join(quote(column) for column in self.include)})"
         if self.condition:
             text += " WHERE " + " AND ".join(_predicate(item, quote) for item in self.condition)
         return text
 
+    def sql(self, quote: Any) -> str:
+        """``CREATE INDEX ON ...`` for hypopg (literals come from parsed SQL, quoted again)."""
+        return f"CREATE INDEX ON {quote(self.table)} {self._text(quote)}"
+
     def describe(self) -> str:
-        keys = ", ".join(f"{column}{' DESC' if desc else ''}" for column, desc in self.columns)
-        text = f"{self.table} ({keys})"
-        if self.include:
-            text += f" INCLUDE ({', '.join(self.include)})"
-        if self.condition:
-            text += " WHERE " + " AND ".join(_predicate(item, str) for item in self.condition)
-        return text
+        return f"{self.table} {self._text(str)}"
 
     def name(self, model_name: str, first_field: str) -> str:
         """A deterministic name within Django's 30 characters: dp_<model>_<field>_<hash>."""

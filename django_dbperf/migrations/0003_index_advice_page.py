@@ -4,22 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('django_dbperf', '0002_search_trigram_index'),
+        ("django_dbperf", "0002_search_trigram_index"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='IndexAdvice',
+            name="IndexAdvice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'index suggestions',
-                'verbose_name_plural': 'index suggestions',
-                'managed': False,
-                'default_permissions': (),
+                "verbose_name": "index suggestions",
+                "verbose_name_plural": "index suggestions",
+                "managed": False,
+                "default_permissions": (),
             },
         ),
     ]
