@@ -310,3 +310,17 @@ def test_a_status_the_orm_always_sent_becomes_a_partial_index(hypopg: None) -> N
     _, _, options = suggestion.index.deconstruct()
     assert options["fields"] == ["-number"]
     assert options["condition"] == models.Q(color="blue")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_hypopg_a_range_on_a_column_stored_in_order_is_suggested(postgres: None) -> None:
+    from tests.testapp.models import DiffItem
+
+    with connection.cursor() as cursor:
+        cursor.execute("DROP EXTENSION IF EXISTS hypopg")
+    fill_items()  # number = 1..50,000 in insertion order: correlation 1
+    query = workload_query(DiffItem.objects.filter(number__gte=49_000).values("id"), "r")
+    advice = advise(queries=[query], app_labels=["testapp"])
+    (suggestion,) = advice.suggestions
+    assert suggestion.candidate.describe() == "testapp_diffitem (number)"
+    assert "correlation 1.00" in suggestion.reason and not suggestion.verified

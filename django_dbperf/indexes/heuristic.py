@@ -2,9 +2,10 @@
 
 PostgreSQL: the planner's own column statistics (``pg_stats``: n_distinct, null_frac) estimate
 what share of the table the equality predicates keep; an index is suggested when that share
-is small (``MAX_SHARE``) or when the statement reads the first rows of a sort (ORDER BY ...
-LIMIT). SQLite: ``EXPLAIN QUERY PLAN`` says when a table is scanned in full or sorted in a
-temporary b-tree; the candidate that would serve the statement is suggested.
+is small (``MAX_SHARE``), when the statement reads the first rows of a sort (ORDER BY ...
+LIMIT), or for a range on a column stored in its order (``correlation``), which an index reads
+without random I/O. SQLite: ``EXPLAIN QUERY PLAN`` says when a table is scanned in full or
+sorted in a temporary b-tree; the candidate that would serve the statement is suggested.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from django_dbperf.indexes.catalog import TableFacts
 from django_dbperf.indexes.parsing import TableAccess
 
 MAX_SHARE = 0.05  # of the table's rows: below this an index scan beats reading everything
+MIN_CORRELATION = 0.9  # |pg_stats.correlation| from which a range scan reads pages in order
 
 
 @dataclass(frozen=True)
@@ -47,15 +49,15 @@ def postgres_guess(
     candidate = best_candidate(candidates)
     if candidate is None:
         return None
-    stats: dict[str, tuple[float, float]] = {}
+    stats: dict[str, tuple[float, float, float]] = {}
     with connections[using].cursor() as cursor:
         cursor.execute(
-            "SELECT attname, n_distinct, null_frac FROM pg_stats "
+            "SELECT attname, n_distinct, null_frac, correlation FROM pg_stats "
             "WHERE schemaname = ANY(current_schemas(false)) AND tablename = %s",
             [access.table],
         )
-        for name, n_distinct, null_frac in cursor.fetchall():
-            stats[name] = (float(n_distinct), float(null_frac))
+        for name, n_distinct, null_frac, correlation in cursor.fetchall():
+            stats[name] = (float(n_distinct), float(null_frac), float(correlation or 0.0))
     share = 1.0
     for column in [*access.equality, *access.joins]:
         if column in stats:
@@ -68,6 +70,15 @@ def postgres_guess(
         return Guess(candidate, f"pg_stats: the predicates keep about {share:.2%} of the rows")
     if access.order_by and access.limit:
         return Guess(candidate, "reads the first rows of a sort (ORDER BY ... LIMIT)")
+    for column in access.ranges:
+        # Rows in the table's physical order: a range read through an index stays sequential.
+        if column in stats and abs(stats[column][2]) >= MIN_CORRELATION:
+            correlation = stats[column][2]
+            return Guess(
+                candidate,
+                f"pg_stats: a range on {column}, stored in its order (correlation "
+                f"{correlation:.2f})",
+            )
     return None
 
 
