@@ -36,6 +36,7 @@ class Order(models.Model):
 """
 
 VIEWS = '''
+from django.db.models import Max
 from django.http import JsonResponse
 
 from shop.models import Order
@@ -50,8 +51,11 @@ def recent(request, customer):
 
 
 def statuses(request):
-    """No index helps: it reads every row."""
-    return JsonResponse({"count": Order.objects.filter(total__gte=0).count()})
+    """No index helps: it reads most columns of every row."""
+    found = Order.objects.filter(total__gte=0).aggregate(
+        Max("note"), Max("placed_at"), Max("status"), Max("customer_id")
+    )
+    return JsonResponse({"latest": str(found["placed_at__max"])})
 '''
 
 URLS = """
@@ -160,7 +164,9 @@ def make_project(root: Path, database_url: str) -> Project:
 
 
 def fill(cursor: Any, orders: int = 200_000, customers: int = 2_000) -> None:
-    """``orders`` rows over ``customers`` customers; one in ten soft-deleted; analysed."""
+    """``orders`` rows over ``customers`` customers; one in ten soft-deleted; vacuumed and
+    analysed now, so that autovacuum does not change the plans' costs midway (an all-visible
+    table makes index-only scans cheaper)."""
     cursor.execute(
         "INSERT INTO shop_customer (id, name) SELECT g, 'customer ' || g "
         "FROM generate_series(1, %s) g",
@@ -173,5 +179,5 @@ def fill(cursor: Any, orders: int = 200_000, customers: int = 2_000) -> None:
         "repeat('x', 40) FROM generate_series(1, %s) g",
         [customers, orders],
     )
-    cursor.execute("ANALYZE shop_customer")
-    cursor.execute("ANALYZE shop_order")
+    cursor.execute("VACUUM ANALYZE shop_customer")
+    cursor.execute("VACUUM ANALYZE shop_order")
