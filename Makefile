@@ -78,11 +78,27 @@ demo: $(VENV)/.installed
 	$(BIN)/python manage.py seed_demo --events $(EVENTS) --reset
 	$(BIN)/python manage.py demo_superuser
 	$(BIN)/python manage.py demo_report
+	@echo
+	@echo "== dbperf_audit --all: every page, the naive ones (before) and /fast/ (after) =="
+	$(BIN)/python manage.py dbperf_audit --all --fail-on none
 	$(BIN)/python manage.py demo_indexes
 	@echo
 	@echo "Browse it:  $(BIN)/python manage.py runserver   then open http://127.0.0.1:8000/"
 	@echo "Admin:      http://127.0.0.1:8000/admin/ with the user and password printed above;"
 	@echo "            query statistics at http://127.0.0.1:8000/admin/django_dbperf/dashboard/"
+
+# The CI gate on the example project: every GET page audited against the reviewed baseline;
+# fails on a new N+1 or duplicate site, a page whose query count grew, or a crashing view.
+AUDIT_DB := $(CURDIR)/.audit-example.sqlite3
+AUDIT_ENV := DATABASE_URL=sqlite:///$(AUDIT_DB) REDIS_URL= VALKEY_URL=
+.PHONY: audit-example
+audit-example: $(VENV)/.installed
+	rm -f $(AUDIT_DB)
+	$(AUDIT_ENV) $(BIN)/python manage.py migrate --noinput --verbosity 0
+	$(AUDIT_ENV) $(BIN)/python manage.py seed_demo --events 200 --reset
+	$(AUDIT_ENV) $(BIN)/python manage.py dbperf_audit --all --fail-on nplusone,duplicates,budget \
+	  --baseline example_project/dbperf-baseline.json
+	rm -f $(AUDIT_DB)
 
 .PHONY: clean
 clean:

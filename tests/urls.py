@@ -18,6 +18,9 @@ urlpatterns = [
     path("testapp/async/", views.async_n_plus_one, name="async_n_plus_one"),
     path("testapp/timed/", views.timed_elsewhere, name="timed"),
     path("testapp/html/", views.html, name="html"),
+    path("testapp/broken/", views.broken, name="broken"),
+    path("testapp/books/<int:pk>/", views.BookDetail.as_view(), name="book_detail"),
+    path("testapp/authors/<slug:handle>/", views.clean, name="author_by_handle"),
     # Every query of this page runs in Django's code (a generic view and its template).
     path("testapp/generic/", ListView.as_view(model=Book), name="generic_book_list"),
     path("", include("example_project.urls")),

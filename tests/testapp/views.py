@@ -6,6 +6,7 @@ import time
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import View
 
 from django_dbperf import query_budget
 from tests.testapp.models import Author, Book
@@ -73,3 +74,19 @@ def timed_elsewhere(request: HttpRequest) -> HttpResponse:
 def html(request: HttpRequest) -> HttpResponse:
     titles = "".join(f"<li>{b.title} by {b.author.name}</li>" for b in Book.objects.all())
     return HttpResponse(f"<html><body><ul>{titles}</ul></body></html>")
+
+
+def broken(request: HttpRequest) -> JsonResponse:
+    """Crashes: an audit reports it for its URL and goes on."""
+    list(Book.objects.all())
+    raise ValueError("the report template is missing")
+
+
+class BookDetail(View):
+    """A class-based view that names its model: an audit fills <pk> from a real row."""
+
+    model = Book
+
+    def get(self, request: HttpRequest, pk: int) -> JsonResponse:
+        book = Book.objects.get(pk=pk)
+        return JsonResponse({"title": book.title, "author": book.author.name})
