@@ -159,3 +159,16 @@ def test_a_malformed_baseline_is_a_command_error(tmp_path: Path) -> None:
         with pytest.raises(CommandError, match=message) as caught:
             call_command("dbperf_audit", "/testapp/clean/", "--baseline", str(path))
         assert caught.value.returncode == 2
+
+
+def test_the_example_project_before_and_after_the_managers() -> None:
+    """The naive pages have N+1 findings with their fix; their /fast/ twins (managers with
+    profiles) have none, on SQLite and PostgreSQL alike."""
+    call_command("seed_demo", events=20, reset=True, stdout=StringIO())
+    data, code = as_json("/events/", "/fast/events/", "/logs/", "/fast/logs/")
+    pages = {page["url"]: page for page in data["pages"]}
+    assert code == 1 and set(data["failures"]) == {"/events/", "/logs/"}
+    relations = {finding["subject"] for finding in pages["/events/"]["findings"]}
+    assert {"scheduler.Event.owner", "scheduler.Event.tags"} <= relations
+    assert pages["/fast/events/"]["findings"] == [] and pages["/fast/logs/"]["findings"] == []
+    assert pages["/fast/events/"]["queries"] < pages["/events/"]["queries"] / 5
