@@ -78,6 +78,8 @@ CHECKS: dict[str, str] = {
     "dbperf.E016": "An app's ``dbperf_indexes.py`` module cannot be used: it fails to import, "
     "``INDEXES`` is not a dict of model name -> list of named ``models.Index``, it names a model "
     "the app does not have, or two models declare the same index name.",
+    "dbperf.E017": '``CACHE["WARM"]`` has an entry that is not the dotted path of an importable '
+    "callable taking no arguments.",
     "dbperf.W001": "``QueryCountMiddleware`` comes after middleware that runs queries "
     "outside the view, so those queries are not counted.",
     "dbperf.W002": "nplusone is enabled on Django 6.1 or later without django_dbperf's "
@@ -197,6 +199,9 @@ def _check_cache(cache: Mapping[str, Any]) -> list[CheckMessage]:
     namespace = cache.get("NAMESPACE")
     if isinstance(namespace, str):
         errors.extend(_check_namespace_hook(namespace))
+    warm = cache.get("WARM")
+    if isinstance(warm, list | tuple):  # else reported as a type error (dbperf.E003)
+        errors.extend(_check_warm_entries(warm))
     for name in ("DEPENDS_ON", "ALSO_WRITES"):
         declared = cache.get(name)
         if not isinstance(declared, dict):
@@ -226,6 +231,25 @@ def _check_namespace_hook(path: str) -> list[CheckMessage]:
             id="dbperf.E011",
         )
     ]
+
+
+def _check_warm_entries(paths: list[object] | tuple[object, ...]) -> list[CheckMessage]:
+    # Imported here: checks.py (and CHECKS, read by the docs) stays free of the cache.
+    from django_dbperf.cache.warming import setting_problem
+
+    errors: list[CheckMessage] = []
+    for index, path in enumerate(paths):
+        problem = setting_problem(path)
+        if problem is not None:
+            errors.append(
+                Error(
+                    f'{SETTING_NAME}["CACHE"]["WARM"][{index}] is {path!r}, which {problem}.',
+                    hint="Give the dotted path of a function without arguments that returns a "
+                    'cached queryset, e.g. "myproject.hot.top_books".',
+                    id="dbperf.E017",
+                )
+            )
+    return errors
 
 
 def _check_model_labels(

@@ -174,6 +174,14 @@ CACHE_OPTIONS: dict[str, Option] = {
         '``{"shop.Order": ["shop.OrderTotal"]}``: every write to ``Order``\'s table also '
         "invalidates cached reads of ``OrderTotal``. Triggers not declared here are not seen.",
     ),
+    "WARM": Option(
+        default=[],
+        types=(list, tuple),
+        help="Dotted paths of functions without arguments that return a cached queryset (or "
+        "fill the cache when called, like a ``@cached_as`` function), evaluated by "
+        "``dbperf_cache warm`` (e.g. after a deploy) along with the functions decorated with "
+        "``@hot_queryset``.",
+    ),
 }
 
 INDEXES_OPTIONS: dict[str, Option] = {

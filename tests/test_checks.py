@@ -403,6 +403,30 @@ def schema(connection: object) -> str:
     return "tenant"
 
 
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("tests.nowhere.hot", "cannot be imported"),
+        ("tests.test_checks.NOT_A_HOOK", "is str, not a callable"),
+        ("tests.test_checks.schema", "takes arguments, but warming calls it with none"),
+        (3, "is int, not a dotted path"),
+    ],
+)
+def test_e017_warm_entries_must_be_importable_callables_without_arguments(
+    entry: object, problem: str
+) -> None:
+    warm = ["tests.test_checks.hot", entry]
+    with override_settings(DBPERF={"CACHE": {"WARM": warm}}, DEBUG=True):
+        error = only(check_settings())
+    assert error.id == "dbperf.E017"
+    assert error.msg.startswith(f'DBPERF["CACHE"]["WARM"][1] is {entry!r}, which {problem}')
+    assert "a function without arguments" in (error.hint or "")
+
+
+def hot() -> list[str]:
+    return []
+
+
 # Every malformed DBPERF["IGNORE"] rule is tested in test_ignore.py; this names the id here.
 @override_settings(DBPERF={"IGNORE": [{"model": "auth.User"}, {"path_regex": "/api/(v1"}]})
 def test_e012_malformed_ignore_rule_names_its_key() -> None:

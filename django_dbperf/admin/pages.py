@@ -22,20 +22,7 @@ def cache_totals() -> dict[str, Any] | None:
         return None
     from django_dbperf import cache as dbperf_cache
 
-    subjects = dbperf_cache.stats()
-    events = ("hit", "miss", "invalidation", "bypass", "rejected")
-    totals = {
-        event: sum(
-            counts[event] for name, counts in subjects.items() if not name.startswith("tag:")
-        )
-        for event in events
-    }
-    reads = totals["hit"] + totals["miss"]
-    return {
-        "subjects": sorted(subjects.items()),
-        "totals": totals,
-        "hit_ratio": totals["hit"] / reads if reads else None,
-    }
+    return dbperf_cache.counters()
 
 
 def health_or_error(using: str) -> tuple[Any, str | None]:

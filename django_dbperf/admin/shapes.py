@@ -224,49 +224,23 @@ class QueryShapeAdmin(ReadOnlyAdmin):
 
     # --- EXPLAIN ----------------------------------------------------------------------------
 
-    @staticmethod
-    def stored_values(shape: QueryShape) -> list[Any] | None:
-        """The stored parameter values when every one of them is real (none masked)."""
-        from django_dbperf.stats.redact import REDACTED
-
-        params = shape.params
-        if not isinstance(params, list) or any(value == REDACTED for value in params):
-            return None
-        return params
-
     def may_analyze(self, request: HttpRequest, shape: QueryShape) -> bool:
         """EXPLAIN ANALYZE runs the statement: a setting, a superuser, a SELECT with values."""
-        return bool(
-            get_config()["STATS"]["EXPLAIN_ANALYZE"]
-            and request.user.is_superuser
-            and shape.is_select
-            and self.stored_values(shape) is not None
-        )
+        from django_dbperf.explain.stored import analyze_refusal
+
+        return bool(request.user.is_superuser and analyze_refusal(shape) is None)
 
     def explain_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        from django.db import connections
-
-        from django_dbperf.explain import ExplainRefused, explain
+        from django_dbperf.explain import ExplainRefused
+        from django_dbperf.explain.stored import explain_shape
 
         shape = get_object_or_404(QueryShape.objects.using(self.using()), pk=pk)
         analyze = request.POST.get("analyze") == "1"
         if analyze and not self.may_analyze(request, shape):
             messages.error(request, "EXPLAIN ANALYZE is not allowed for this statement or user.")
             return self.detail_view(request, pk)
-        if not shape.is_select:
-            messages.error(request, "EXPLAIN runs only for SELECT statements.")
-            return self.detail_view(request, pk)
-        if shape.alias not in connections:
-            messages.error(request, f"The database {shape.alias!r} is not configured here.")
-            return self.detail_view(request, pk)
         try:
-            plan = explain(
-                shape.sql,
-                self.stored_values(shape),
-                using=shape.alias,
-                analyze=analyze,
-                timeout_ms=get_config()["STATS"]["EXPLAIN_TIMEOUT_MS"],
-            )
+            plan = explain_shape(shape, analyze=analyze)
         except ExplainRefused as refused:
             messages.error(request, f"EXPLAIN refused: {refused}")
             return self.detail_view(request, pk)

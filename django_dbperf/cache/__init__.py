@@ -1,7 +1,8 @@
 """Cached querysets in Valkey/Redis, invalidated by every write: ``qs.cached()``.
 
 Public API: ``CachingQuerySet``, ``CachingManager`` (and their mixins), ``cached_as()``,
-``invalidate()``, ``invalidate_tags()``, ``invalidate_all()`` and ``stats()``.
+``invalidate()``, ``invalidate_tags()``, ``invalidate_all()``, ``stats()``, ``counters()``, and
+the querysets warmed before traffic arrives: ``@hot_queryset`` and ``warm()`` (``warming.py``).
 
 A read (``queryset.py``, ``calls.py``): key (``keys.py`` over ``shape.py``, values written by
 ``encode.py``; the database's identity from ``namespace.py``) -> the tables it depends on
@@ -16,6 +17,9 @@ in ``store.py``, now and again at commit.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 from django.apps import apps
 from django.db.models import Model
@@ -33,6 +37,7 @@ from django_dbperf.cache.queryset import (
     CachingQuerySetMixin,
 )
 from django_dbperf.cache.store import STORE
+from django_dbperf.cache.warming import HotQueryset, Warmed, WarmReport, hot_queryset, warm
 
 __all__ = [
     "CachingEagerManager",
@@ -41,12 +46,20 @@ __all__ = [
     "CachingManagerMixin",
     "CachingQuerySet",
     "CachingQuerySetMixin",
+    "HotQueryset",
+    "WarmReport",
+    "Warmed",
     "cached_as",
+    "counters",
+    "hot_queryset",
     "invalidate",
     "invalidate_all",
     "invalidate_tags",
     "stats",
+    "warm",
 ]
+
+EVENTS = ("hit", "miss", "invalidation", "bypass", "rejected")
 
 
 def invalidate(*models_or_labels: type[Model] | str) -> None:
@@ -75,3 +88,30 @@ def stats() -> dict[str, dict[str, int]]:
     """Hit, miss, invalidation, bypass and rejected counters of every app instance, per model
     and tag (``"entries"`` counts entries that failed verification)."""
     return STORE.stats()
+
+
+def counters(models: Iterable[str] = (), tags: Iterable[str] = ()) -> dict[str, Any]:
+    """``stats()`` as the admin and ``dbperf_cache stats`` show them.
+
+    ``{"subjects": [(name, counts)...] sorted, "totals": counts, "hit_ratio": float | None}``.
+    With ``models`` (labels) or ``tags``, only those subjects, every counter zero until they
+    have some. The totals add up the models (a tag counts the same reads again), or the tags
+    when only tags were asked for.
+    """
+    models, tags = list(models), list(tags)
+    subjects = stats()
+    if models or tags:
+        wanted = [*models, *(f"tag:{tag}" for tag in tags)]
+        subjects = {name: subjects.get(name, dict.fromkeys(EVENTS, 0)) for name in wanted}
+    summed = [
+        counts
+        for name, counts in subjects.items()
+        if not name.startswith("tag:") or (tags and not models)
+    ]
+    totals = {event: sum(counts[event] for counts in summed) for event in EVENTS}
+    reads = totals["hit"] + totals["miss"]
+    return {
+        "subjects": sorted(subjects.items()),
+        "totals": totals,
+        "hit_ratio": totals["hit"] / reads if reads else None,
+    }
