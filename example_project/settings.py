@@ -78,7 +78,14 @@ DBPERF: dict[str, object] = {
     "ON_NPLUSONE": os.environ.get("DBPERF_ON_NPLUSONE", "log"),
     # Cached querysets (the /cached/ dashboard) in the default cache: Valkey/Redis when REDIS_URL
     # is set; local memory otherwise, which check dbperf.E010 allows only while DEBUG is on.
-    "CACHE": {"ALIAS": "default"},
+    "CACHE": {
+        "ALIAS": "default",
+        # What `manage.py dbperf_cache warm` fills after a deploy (scheduler/hot.py).
+        "WARM": [
+            "example_project.scheduler.hot.cached_dashboard_events",
+            "example_project.scheduler.hot.cached_dashboard_servers",
+        ],
+    },
     # The demo database is small (a few thousand logs); production keeps the default, 10,000.
     "INDEXES": {"MIN_TABLE_ROWS": 1_000},
 }
