@@ -191,7 +191,9 @@ def test_a_failed_write_leaves_the_file_as_it_was(
     def disk_full(source: str, target: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(modules.os, "replace", disk_full)
+    from django_dbperf import files
+
+    monkeypatch.setattr(files.os, "replace", disk_full)
     with pytest.raises(OSError, match="No space"):
         modules.write(app, [suggestion_like("dp_b", ["total"], "k2")])
     assert path.read_text() == before

@@ -11,14 +11,13 @@ today and ratchet down: fix, ``--update-baseline``, commit.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django_dbperf.audit.pages import PageAudit
+from django_dbperf.files import replace_atomically
 
 VERSION = 1
 DEFAULT_TOLERANCE = {"queries_pct": 10.0, "queries_min": 2}
@@ -52,14 +51,7 @@ def to_data(pages: Sequence[PageAudit], tolerance: dict[str, Any] | None = None)
 def write(path: Path, pages: Sequence[PageAudit], tolerance: dict[str, Any] | None = None) -> None:
     """Write the baseline at once (a temporary file replaced): never half a file."""
     text = json.dumps(to_data(pages, tolerance), indent=2, sort_keys=True) + "\n"
-    handle, temporary = tempfile.mkstemp(prefix=".baseline.", dir=path.parent or Path("."))
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, text)
 
 
 def read(path: Path) -> dict[str, Any]:

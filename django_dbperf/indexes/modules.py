@@ -10,8 +10,6 @@ failure never leaves a partial file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from django.apps import AppConfig
 from django.db import models
 from django.db.migrations.writer import MigrationWriter
 
+from django_dbperf.files import replace_atomically
 from django_dbperf.indexes.declarations import MODULE_NAME, AppDeclarations, read_module, same_index
 
 SQL_KEPT = 2000  # characters of each shape's SQL written as evidence
@@ -130,14 +129,7 @@ def write(app_config: AppConfig, suggestions: Sequence[Any]) -> WriteResult:
     text = render(app_config.label, indexes, shapes, rejected)
     path = Path(app_config.path) / f"{MODULE_NAME}.py"
     compile(text, str(path), "exec")  # never write what Python cannot read back
-    handle, temporary = tempfile.mkstemp(prefix=f".{MODULE_NAME}.", suffix=".py", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, text)
     kept = tuple(
         index.name for found in indexes.values() for index in found if index.name not in added
     )
