@@ -353,12 +353,14 @@ def _drop_declared(advice: Advice) -> None:
     from django.apps import apps
 
     kept = []
+    rejected: dict[str, tuple[str, ...]] = {}  # app label -> its module's REJECTED, read once
     for suggestion in advice.suggestions:
         app_config = apps.get_app_config(suggestion.app_label)
         model = app_config.get_model(suggestion.model_name)
-        contents = read_module(app_config)
-        rejected = contents.rejected if contents is not None else ()
-        if suggestion.index.name in rejected:
+        if app_config.label not in rejected:
+            contents = read_module(app_config)
+            rejected[app_config.label] = contents.rejected if contents is not None else ()
+        if suggestion.index.name in rejected[app_config.label]:
             advice.notes.append(f"{suggestion.index.name} is in REJECTED: not suggested.")
             continue
         if any(same_index(index, suggestion.index) for index in model._meta.indexes):
