@@ -246,7 +246,7 @@ def test_a_build_interrupted_by_a_lock_timeout_is_retried_and_ends_valid(
     probe: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="django_dbperf.indexes")
-    with override_settings(DBPERF={"INDEXES": FAST}), writer_holding(hold_s=1.5), safe_builds():
+    with override_settings(DBPERF={"INDEXES": FAST}), writer_holding(hold_s=4.0), safe_builds():
         run(CREATE)
     assert index_state() is True
     log = messages(caplog)
