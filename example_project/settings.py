@@ -7,10 +7,17 @@ to Valkey or Redis through django-redis.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from django.conf import settings
 
 from example_project.config import cache_from_url, database_from_url
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -96,6 +103,29 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django_dbperf": {"handlers": ["console"], "level": "INFO"}},
 }
+
+# django-debug-toolbar with django_dbperf's panel, in DEBUG when installed (the toolbar extra:
+# pip install "django-dbperf[toolbar]"); the project runs without it too.
+if DEBUG and importlib.util.find_spec("debug_toolbar") is not None:
+    from debug_toolbar.settings import PANELS_DEFAULTS
+
+    INSTALLED_APPS.append("debug_toolbar")
+    MIDDLEWARE.insert(0, "debug_toolbar.middleware.DebugToolbarMiddleware")
+    INTERNAL_IPS = ["127.0.0.1", "::1"]
+    DEBUG_TOOLBAR_PANELS = [*PANELS_DEFAULTS, "django_dbperf.panels.DbPerfPanel"]
+    DEBUG_TOOLBAR_CONFIG = {"SHOW_TOOLBAR_CALLBACK": "example_project.settings.show_toolbar"}
+
+
+def show_toolbar(request: HttpRequest) -> bool:
+    """The toolbar for a browser on this machine, never for Django's test client: the
+    management commands (dbperf_audit, demo_report, demo_indexes) request pages through it and
+    compare responses and timings, which the toolbar would change."""
+    return (
+        settings.DEBUG
+        and request.META.get("REMOTE_ADDR") in settings.INTERNAL_IPS
+        and request.META.get("SERVER_NAME") != "testserver"
+    )
+
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"

@@ -1,7 +1,9 @@
-"""The example project's URLs: the admin, and the scheduler's naive and optimized pages."""
+"""The example project's URLs: the admin, the scheduler's naive and optimized pages, and
+django-debug-toolbar's when settings.py installed it (in DEBUG)."""
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.contrib import admin
 from django.urls import include, path
 
@@ -16,3 +18,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include((scheduler_patterns, scheduler_urls.app_name))),
 ]
+
+if apps.is_installed("debug_toolbar"):
+    from debug_toolbar.toolbar import debug_toolbar_urls
+
+    urlpatterns += debug_toolbar_urls()  # nothing unless DEBUG

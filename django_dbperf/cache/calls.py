@@ -25,7 +25,7 @@ from django.db.models import Model
 
 from django_dbperf.cache.dependencies import read_dependencies
 from django_dbperf.cache.encode import Unencodable, encode
-from django_dbperf.cache.invalidation import dirty_tables, model_tables
+from django_dbperf.cache.invalidation import DIRTY_READ, dirty_tables, model_tables
 from django_dbperf.cache.namespace import all_databases
 from django_dbperf.cache.queryset import (
     _fields_signature,
@@ -111,14 +111,14 @@ class _CachedFunction:
         # DEPENDS_ON adds what a declared view reads; an undeclared one is refused (logged).
         tables, refusal = read_dependencies(self.tables)
         if refusal is not None:
-            STORE.count(self.label, "bypass")
+            STORE.count(self.label, "bypass", reason=refusal)
             return compute()
         skipped = skipped_reason(self.tables)
         if skipped is not None:
             STORE.bypass(self.label, skipped)
             return compute()
         if any(self.tables & dirty_tables(c.alias) for c in connections.all(initialized_only=True)):
-            STORE.count(self.label, "bypass")
+            STORE.count(self.label, "bypass", reason=DIRTY_READ)
             return compute()
         entry = entry_name("call", self.name, encode(self.variant), self.signature, arguments)
 

@@ -68,6 +68,10 @@ def _current_writes(connection: BaseDatabaseWrapper) -> TransactionWrites | None
     return writes
 
 
+# Why a read of a table written by the open transaction is served uncached (told to observers).
+DIRTY_READ = "it reads a table this transaction wrote (the cache holds committed rows only)"
+
+
 def dirty_tables(using: str) -> set[str]:
     """Tables written by the transaction open on ``using`` (reads of them skip the cache)."""
     writes = _current_writes(connections[using])

@@ -23,7 +23,7 @@ from django.db.models.query import ModelIterable
 
 from django_dbperf.cache.dependencies import read_dependencies
 from django_dbperf.cache.encode import Unencodable, encode, encode_all
-from django_dbperf.cache.invalidation import dirty_tables, model_label
+from django_dbperf.cache.invalidation import DIRTY_READ, dirty_tables, model_label
 from django_dbperf.cache.keys import QueryKey, query_key
 from django_dbperf.cache.namespace import in_namespace, namespaces
 from django_dbperf.cache.narrow import Narrowing, narrowing
@@ -285,14 +285,17 @@ class CachingQuerySetMixin(_QuerySetBase):
             logger.exception("django_dbperf cache: could not key a %s queryset", label)
             return compute()
         if refusal is not None:  # an undeclared unmanaged model's table (dependencies.py)
-            STORE.count(label, "bypass")
+            STORE.count(label, "bypass", reason=refusal)
             return compute()
         skipped = skipped_reason(tables)
         if skipped is not None:
             STORE.bypass(label, skipped)
             return compute()
-        if UNKNOWN in tables or tables & dirty_tables(self.db):
-            STORE.count(label, "bypass")
+        if UNKNOWN in tables:
+            STORE.count(label, "bypass", reason="the tables it reads could not all be named")
+            return compute()
+        if tables & dirty_tables(self.db):
+            STORE.count(label, "bypass", reason=DIRTY_READ)
             return compute()
 
         def compute_and_store(lookup: Lookup) -> Any:

@@ -35,6 +35,7 @@ from django.core.cache import BaseCache, caches
 
 from django_dbperf.cache import payload, signing
 from django_dbperf.cache.narrow import Narrowing, RowWrite, canonical
+from django_dbperf.cache.observing import OBSERVERS, CacheEvent
 from django_dbperf.conf import get_config
 
 logger = logging.getLogger("django_dbperf")
@@ -532,8 +533,12 @@ class CacheStore:
 
     # --- statistics --------------------------------------------------------------------
 
-    def count(self, subject: str, event: str, amount: int = 1) -> None:
-        """Add to a hit/miss/invalidation counter; flushed to the server about once a second."""
+    def count(self, subject: str, event: str, amount: int = 1, reason: str | None = None) -> None:
+        """Add to a hit/miss/invalidation counter; flushed to the server about once a second.
+
+        Also told to this context's observers, if any (``observing.py``)."""
+        for events in OBSERVERS.get():
+            events.extend([CacheEvent(subject, event, reason)] * amount)
         with self._lock:
             self._counts[(subject, event)] += amount
             due = time.monotonic() - self._counts_flushed >= STATS_FLUSH_INTERVAL
@@ -542,7 +547,7 @@ class CacheStore:
 
     def bypass(self, subject: str, reason: str) -> None:
         """Count a read of ``subject`` served uncached for ``reason``; log each reason once."""
-        self.count(subject, "bypass")
+        self.count(subject, "bypass", reason=reason)
         with self._lock:
             new = reason not in self._bypass_reasons
             if new and len(self._bypass_reasons) < 1000:
