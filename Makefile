@@ -7,39 +7,66 @@ VENV := .venv
 VENV52 := .venv-django52
 BIN := $(VENV)/bin
 EVENTS ?= 1000
-LINTED := django_dbperf tests example_project benchmarks docs/conf.py docs/_ext manage.py
+LINTED := django_dbperf tests example_project benchmarks docs/conf.py docs/_ext manage.py \
+  noxfile.py scripts
 
-# The first Python >= 3.12 found: $(PYTHON) if given, then the usual names, then pyenv's.
+# The supported extremes: $(VENV) is the newest Django on the newest Python, $(VENV52) the
+# oldest of each (noxfile.py has the whole matrix).
+NEWEST_PYTHONS := 3.13 3.12
+OLDEST_PYTHONS := 3.12 3.13
+
+# The first Python of the versions $(1), in that order: $(PYTHON) if given, then pythonX.Y on
+# PATH, then pyenv's own (its shims answer only for the versions pyenv has selected). A version
+# other than the first preferred is said on stderr.
 define find_python
-for candidate in $(PYTHON) python3.13 python3.12 python3 \
-    $$(pyenv root 2>/dev/null)/versions/3.1[2-9]*/bin/python3 \
-    $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3 /usr/local/bin/python3.1[2-9]; do \
-  if "$$candidate" -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+for candidate in $(PYTHON) $(foreach v,$(1),python$(v) \
+    $$(pyenv root 2>/dev/null)/versions/$(v).*/bin/python$(v) \
+    $$HOME/.pyenv/versions/$(v).*/bin/python$(v) /usr/local/bin/python$(v)); do \
+  if version=$$("$$candidate" -c 'import sys, venv; assert sys.version_info >= (3, 12); \
+      print("%d.%d" % sys.version_info[:2])' 2>/dev/null); then \
+    if [ -z "$(PYTHON)" ] && [ "$$version" != "$(firstword $(1))" ]; then \
+      echo "Python $(firstword $(1)) not found: using $$version for $@ (pyenv install" \
+        "$(firstword $(1)), or make $@ PYTHON=/path/to/python$(firstword $(1)))" >&2; \
+    fi; \
     command -v "$$candidate"; exit 0; \
   fi; \
 done; \
-echo "No Python 3.12 or newer found. Install one (e.g. 'pyenv install 3.12' or your system's" >&2; \
-echo "python3.12 package with venv), or run: make $@ PYTHON=/path/to/python3.12" >&2; \
+echo "No Python 3.12 or newer found. Install one (e.g. 'pyenv install 3.13' or your system's" >&2; \
+echo "python3.13 package with venv), or run: make $@ PYTHON=/path/to/python3.13" >&2; \
 exit 1
+endef
+
+# Creates the virtual environment $(1) with $$python, or keeps an existing one (possibly of
+# another Python: 'make clean' re-creates it).
+define make_venv
+if [ -x $(1)/bin/python ]; then \
+  have=$$($(1)/bin/python -V); want=$$("$$python" -V); \
+  [ "$$have" = "$$want" ] || echo "Keeping $(1) ($$have); 'make clean' re-creates it with $$want"; \
+else \
+  echo "Using $$python ($$("$$python" -V)) for $(1)"; "$$python" -m venv $(1); \
+fi
 endef
 
 .PHONY: help
 help:
 	@echo "make demo   set up, seed the example project and print its per-page query report"
 	@echo "make test   set up and run lint, types, docs and the suite (SQLite, PostgreSQL+Redis)"
+	@echo "            on Django 6.1 + Python 3.13 and Django 5.2 + Python 3.12"
+	@echo "make test-matrix      the suite on Python 3.12/3.13 x Django 5.2/6.1 (nox, SQLite)"
+	@echo "make test-prerelease  the newest Django pre-release: internals probe, then tests"
+	@echo "make dist   build the sdist and wheel into dist/ and check them with twine"
 	@echo "make docs   build the documentation into docs/_build/html"
 	@echo "make clean  remove virtual environments and build output"
 
 $(VENV)/.installed: pyproject.toml
-	@python=$$($(find_python)); echo "Using $$python"; \
-	  "$$python" -m venv $(VENV)
+	@python=$$($(call find_python,$(NEWEST_PYTHONS))); $(call make_venv,$(VENV))
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-# Django 5.2 LTS: the suite runs there too.
+# Django 5.2 LTS on the oldest Python: the suite runs there too.
 $(VENV52)/.installed: pyproject.toml
-	@python=$$($(find_python)); "$$python" -m venv $(VENV52)
+	@python=$$($(call find_python,$(OLDEST_PYTHONS))); $(call make_venv,$(VENV52))
 	$(VENV52)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV52)/bin/python -m pip install --quiet -e '.[test]' 'Django>=5.2,<5.3'
 	@touch $@
@@ -56,7 +83,8 @@ docs: $(VENV)/.installed
 
 .PHONY: test
 test: lint docs $(VENV52)/.installed
-	@echo "== pytest: SQLite (in memory), Django $$($(BIN)/python -m django --version) =="
+	@echo "== pytest: SQLite (in memory), Django $$($(BIN)/python -m django --version)," \
+	  "$$($(BIN)/python -V) =="
 	$(BIN)/pytest
 	@echo "== pytest: real clients (admin, DRF, Wagtail), SQLite =="
 	$(BIN)/pytest tests/realclients --ds=tests.realclients.settings
@@ -65,12 +93,33 @@ test: lint docs $(VENV52)/.installed
 # Runs inside tests.servers, which exports DBPERF_TEST_DATABASE_URL and DBPERF_TEST_REDIS_URL.
 .PHONY: test-servers
 test-servers: $(VENV)/.installed $(VENV52)/.installed
-	@echo "== pytest: PostgreSQL + Valkey/Redis, Django $$($(BIN)/python -m django --version) =="
+	@echo "== pytest: PostgreSQL + Valkey/Redis, Django $$($(BIN)/python -m django --version)," \
+	  "$$($(BIN)/python -V) =="
 	$(BIN)/pytest
 	@echo "== pytest: real clients (admin, DRF, Wagtail), PostgreSQL =="
 	$(BIN)/pytest tests/realclients --ds=tests.realclients.settings
-	@echo "== pytest: PostgreSQL + Valkey/Redis, Django $$($(VENV52)/bin/python -m django --version) =="
+	@echo "== pytest: PostgreSQL + Valkey/Redis, Django" \
+	  "$$($(VENV52)/bin/python -m django --version), $$($(VENV52)/bin/python -V) =="
 	$(VENV52)/bin/pytest
+
+# noxfile.py: the suite on every Python x Django pair (SQLite); nox finds pyenv's Pythons.
+.PHONY: test-matrix
+test-matrix: $(VENV)/.installed
+	$(BIN)/nox -s tests
+
+# The newest Django, pre-releases included: scripts/django_internals.py checks the private
+# Django internals django_dbperf depends on (OK / BROKEN, with the dependent file), then the
+# tests of those files run. CI runs it without failing on it: it warns of the next release.
+.PHONY: test-prerelease
+test-prerelease: $(VENV)/.installed
+	$(BIN)/nox -s django_prerelease
+
+# What would be uploaded to PyPI: the sdist and the wheel, checked by twine.
+.PHONY: dist
+dist: $(VENV)/.installed
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist
+	$(BIN)/twine check --strict dist/*
 
 .PHONY: demo
 demo: $(VENV)/.installed
@@ -102,4 +151,4 @@ audit-example: $(VENV)/.installed
 
 .PHONY: clean
 clean:
-	rm -rf $(VENV) $(VENV52) docs/_build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV52) .venv-nox dist docs/_build .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,8 @@ from django.apps import AppConfig
 from django.core.signals import setting_changed
 from django.db.backends.signals import connection_created
 
+from django_dbperf.extras import MissingExtra
+
 # Settings that decide which code is the project's (where callsites point).
 _PROJECT_SETTINGS = frozenset({"DBPERF", "BASE_DIR", "ROOT_URLCONF"})
 
@@ -23,12 +25,16 @@ class DbPerfConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_dbperf import checks  # noqa: F401  (registers the system checks)
+        from django_dbperf import checks  # also registers the system checks
         from django_dbperf.capture import install
         from django_dbperf.conf import clear_config_cache
         from django_dbperf.indexes import declarations
         from django_dbperf.integrations import nplusone
 
+        # A django-redis CACHE["ALIAS"] without django-redis: Django's own cache checks would
+        # stop every command on the missing backend without naming the extra that brings it.
+        if problem := checks.missing_cache_extra():
+            raise MissingExtra(problem)
         # First: dbperf_indexes.py modules join the models' Meta.indexes before anything reads
         # the models (the autodetector, the checks).
         declarations.load()

@@ -19,16 +19,19 @@ from django.db import DEFAULT_DB_ALIAS, connections, router
 from django.db.models import Model
 from django.utils.module_loading import import_string
 
+from django_dbperf import extras
 from django_dbperf.conf import (
     CACHE_OPTIONS,
     INDEXES_OPTIONS,
     OPTIONS,
     SETTING_NAME,
     Option,
+    cache_configured,
     user_settings,
 )
 
 MIDDLEWARE_PATH = "django_dbperf.middleware.QueryCountMiddleware"
+PANEL_PATH = "django_dbperf.panels.DbPerfPanel"
 
 # Middleware that runs queries outside the view (in process_request/response): placed before
 # QueryCountMiddleware, their queries escape the count.
@@ -80,6 +83,13 @@ CHECKS: dict[str, str] = {
     "the app does not have, or two models declare the same index name.",
     "dbperf.E017": '``CACHE["WARM"]`` has an entry that is not the dotted path of an importable '
     "callable taking no arguments.",
+    "dbperf.E018": "A feature is configured whose extra is not installed: cached querysets "
+    "(``CACHE``) on a PostgreSQL database without psycopg 3 (the ``postgres`` extra; psycopg2 "
+    "is not enough), "
+    "``DbPerfPanel`` in ``DEBUG_TOOLBAR_PANELS`` without django-debug-toolbar (``toolbar``), or "
+    "nplusone's middleware without nplusone (``nplusone``). The message names the extra and its "
+    '``pip install`` command. (A django-redis ``CACHE["ALIAS"]`` without django-redis (``redis``) '
+    "stops start-up with that message instead: Django's own cache checks would fail first.)",
     "dbperf.W001": "``QueryCountMiddleware`` comes after middleware that runs queries "
     "outside the view, so those queries are not counted.",
     "dbperf.W002": "nplusone is enabled on Django 6.1 or later without django_dbperf's "
@@ -462,6 +472,67 @@ def check_nplusone_compat(app_configs: object = None, **kwargs: object) -> list[
             id="dbperf.W002",
         )
     ]
+
+
+def missing_cache_extra() -> str | None:
+    """Why ``DBPERF["CACHE"]["ALIAS"]``'s django-redis cache cannot work: django-redis is missing.
+
+    Not a system check: Django's own cache checks build every cache in ``CACHES`` and stop
+    ``check`` on the missing backend first, so ``ready()`` raises this instead."""
+    given = user_settings()
+    cache = given.get("CACHE") if isinstance(given, dict) else None
+    if not isinstance(cache, dict):
+        return None
+    alias = cache.get("ALIAS", CACHE_OPTIONS["ALIAS"].default)
+    config = settings.CACHES.get(alias) if isinstance(alias, str) else None
+    backend = config.get("BACKEND") if isinstance(config, dict) else None
+    if not (isinstance(backend, str) and backend.startswith("django_redis.")):
+        return None
+    key = f'{SETTING_NAME}["CACHE"]["ALIAS"]'
+    return extras.missing("redis", f"The cache {key} names, {alias!r} (BACKEND {backend!r}),")
+
+
+@register(Tags.compatibility)
+def check_extras(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
+    """Each configured feature whose extra is missing, with the pip command that installs it.
+
+    Read from settings only: nothing here imports the extras, nor loads a database backend."""
+    errors: list[CheckMessage] = []
+
+    def need(extra: str, feature: str, hint: str) -> None:
+        problem = extras.missing(extra, feature)
+        if problem is not None:
+            errors.append(Error(problem, hint=hint, id="dbperf.E018"))
+
+    # Cached querysets read psycopg 3's isolation levels and value types; the rest works on
+    # psycopg2 too. Without any driver Django itself fails first ("Error loading psycopg2 or
+    # psycopg module").
+    postgres_databases = settings.DATABASES.items() if cache_configured() else ()
+    for name, database in postgres_databases:
+        engine = database.get("ENGINE", "")
+        if isinstance(engine, str) and ("postgresql" in engine or "postgis" in engine):
+            need(
+                "postgres",
+                f'Cached querysets (DBPERF["CACHE"]) on the PostgreSQL database {name!r} '
+                f"(ENGINE {engine!r})",
+                "The cache reads psycopg 3's isolation levels and value types; psycopg2 is not "
+                'enough. Or remove DBPERF["CACHE"].',
+            )
+            break
+    panels = getattr(settings, "DEBUG_TOOLBAR_PANELS", None) or ()
+    if PANEL_PATH in panels:
+        need(
+            "toolbar",
+            f"The panel {PANEL_PATH!r} in DEBUG_TOOLBAR_PANELS",
+            "Or remove the panel from DEBUG_TOOLBAR_PANELS.",
+        )
+    # nplusone's app without nplusone fails in Django's app registry, before any check.
+    from django_dbperf.integrations.nplusone import MIDDLEWARE as NPLUSONE_MIDDLEWARE
+
+    for path in getattr(settings, "MIDDLEWARE", None) or ():
+        if path in NPLUSONE_MIDDLEWARE:
+            need("nplusone", f"nplusone's middleware {path!r} in MIDDLEWARE", "Or remove it.")
+    return errors
 
 
 def _fetch_mode_error(where: str, value: object) -> Error | None:

@@ -494,3 +494,78 @@ def test_e016_a_dbperf_indexes_module_that_cannot_be_used(
     (error,) = check_index_declarations()
     assert error.id == "dbperf.E016"
     assert "names 'NoSuchModel', which is not a model of the app 'testapp'" in error.msg
+
+
+# --- features whose extra is missing (dbperf.E018) ------------------------------------------
+# A missing package is simulated with None in sys.modules (import fails, find_spec finds none);
+# tests/test_packaging.py checks the same in a virtual environment without the extras, and
+# tests/test_extras.py the django-redis cache, which stops start-up rather than a check.
+
+
+def extras_errors(monkeypatch: pytest.MonkeyPatch, module: str) -> list[CheckMessage]:
+    import sys
+
+    from django_dbperf.checks import check_extras
+
+    assert check_extras() == []  # with the module installed, as in the suite's environments
+    monkeypatch.setitem(sys.modules, module, None)
+    return check_extras()
+
+
+@override_settings(DBPERF={"CACHE": {"ALIAS": "default"}})
+def test_e018_cache_on_postgresql_without_psycopg_3_names_the_postgres_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.conf import settings
+
+    databases = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+        "geo": {"ENGINE": "django.contrib.gis.db.backends.postgis", "NAME": "app"},
+    }
+    # Read from settings only (no backend is loaded), so replacing the setting is enough here.
+    monkeypatch.setattr(settings, "DATABASES", databases)
+    error = only(extras_errors(monkeypatch, "psycopg"))
+    assert error.id == "dbperf.E018"
+    assert error.msg == (
+        "Cached querysets (DBPERF[\"CACHE\"]) on the PostgreSQL database 'geo' "
+        "(ENGINE 'django.contrib.gis.db.backends.postgis') needs "
+        "psycopg 3 (module 'psycopg'), which is not installed. Install it with django-dbperf's "
+        "'postgres' extra: pip install \"django-dbperf[postgres]\""
+    )
+    assert "psycopg2 is not enough" in (error.hint or "")
+
+
+@override_settings(DBPERF={})
+def test_e018_postgresql_on_psycopg2_without_the_cache_is_fine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.conf import settings
+
+    databases = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "app"}}
+    monkeypatch.setattr(settings, "DATABASES", databases)
+    assert extras_errors(monkeypatch, "psycopg") == []
+
+
+@override_settings(DEBUG_TOOLBAR_PANELS=["django_dbperf.panels.DbPerfPanel"])
+def test_e018_toolbar_panel_without_django_debug_toolbar(monkeypatch: pytest.MonkeyPatch) -> None:
+    error = only(extras_errors(monkeypatch, "debug_toolbar"))
+    assert error.id == "dbperf.E018"
+    assert error.msg.startswith(
+        "The panel 'django_dbperf.panels.DbPerfPanel' in DEBUG_TOOLBAR_PANELS needs "
+        "django-debug-toolbar (module 'debug_toolbar'), which is not installed."
+    )
+    assert error.msg.endswith('pip install "django-dbperf[toolbar]"')
+
+
+def test_e018_nplusone_middleware_without_nplusone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.conf import settings
+
+    middleware = [*settings.MIDDLEWARE, "nplusone.ext.django.NPlusOneMiddleware"]
+    with override_settings(MIDDLEWARE=middleware):
+        error = only(extras_errors(monkeypatch, "nplusone"))
+    assert error.id == "dbperf.E018"
+    assert error.msg.startswith(
+        "nplusone's middleware 'nplusone.ext.django.NPlusOneMiddleware' in MIDDLEWARE needs "
+        "nplusone (module 'nplusone'), which is not installed."
+    )
+    assert error.msg.endswith('pip install "django-dbperf[nplusone]"')

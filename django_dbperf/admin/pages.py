@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.db import connections
 from django.http import HttpRequest
 
+from django_dbperf import extras
 from django_dbperf.admin.base import PageAdmin
 from django_dbperf.conf import cache_configured, get_config
 from django_dbperf.models import CacheReport, Dashboard, DatabaseHealth, IndexAdvice
@@ -103,16 +104,18 @@ class IndexAdviceAdmin(PageAdmin):
     template = "admin/django_dbperf/indexes.html"
 
     def context(self, request: HttpRequest) -> dict[str, Any]:
-        from django_dbperf.indexes.advisor import advise
-        from django_dbperf.indexes.presenting import suggestion_data
-
         aliases = list(connections)
         alias = request.POST.get("database") or request.GET.get("database", "default")
         if alias not in aliases:
             alias = aliases[0]
         context: dict[str, Any] = {"alias": alias, "aliases": aliases, "advice": None}
-        if request.method != "POST":
+        # Without pglast the page says which extra to install, instead of a form that crashes.
+        context["missing_extra"] = extras.missing("advisor", "The index advisor")
+        if request.method != "POST" or context["missing_extra"]:
             return context
+        from django_dbperf.indexes.advisor import advise
+        from django_dbperf.indexes.presenting import suggestion_data
+
         try:
             advice = advise(alias)
         except Exception as error:  # the page says why; the store or database may be down

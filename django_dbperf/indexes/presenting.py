@@ -1,13 +1,15 @@
 """What ``dbperf_indexes`` prints: each action's result as text for people and as JSON.
 
-Kept apart from the command so that the admin page and tests read the same data.
+Kept apart from the command so that the admin page and tests read the same data. The advisor
+(and with it pglast, the ``advisor`` extra) is imported by ``suggest()`` only: ``verify`` and
+``unused`` run without it.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.core.management.base import CommandError
@@ -15,9 +17,11 @@ from django.db import connections
 
 from django_dbperf.explain import ExplainRefused
 from django_dbperf.indexes import modules
-from django_dbperf.indexes.advisor import Advice, Suggestion, advise
 from django_dbperf.indexes.catalog import table_facts
 from django_dbperf.indexes.verification import verify as verify_indexes
+
+if TYPE_CHECKING:
+    from django_dbperf.indexes.advisor import Advice, Suggestion
 
 SQL_SHOWN = 160
 
@@ -120,6 +124,8 @@ def advice_text(advice: Advice) -> list[str]:
 def suggest(using: str, labels: list[str] | None, write: bool, min_saving: float | None) -> Result:
     if min_saving is not None and not 0 < min_saving < 100:
         raise CommandError(f"--min-saving is a percent between 0 and 100, not {min_saving}.")
+    from django_dbperf.indexes.advisor import advise
+
     try:
         advice = advise(using, app_labels=labels, min_saving_pct=min_saving)
     except ExplainRefused as error:

@@ -9,16 +9,10 @@ statements to their pages in the admin.
 
 from __future__ import annotations
 
-from django.core.exceptions import ImproperlyConfigured
+from django_dbperf.extras import require
 
-try:
-    import debug_toolbar  # noqa: F401
-except ImportError as error:
-    raise ImproperlyConfigured(
-        "django_dbperf.panels.DbPerfPanel is a django-debug-toolbar panel, and "
-        'django-debug-toolbar is not installed: pip install "django-dbperf[toolbar]".'
-    ) from error
+require("toolbar", "django_dbperf.panels.DbPerfPanel (a django-debug-toolbar panel)")
 
-from django_dbperf.panels.panel import DbPerfPanel
+from django_dbperf.panels.panel import DbPerfPanel  # noqa: E402  (after the check)
 
 __all__ = ["DbPerfPanel"]

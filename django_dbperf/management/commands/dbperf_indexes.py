@@ -9,8 +9,12 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
+from django_dbperf import extras
 from django_dbperf.conf import get_config
 from django_dbperf.indexes import presenting
+
+# The advisor parses SQL with pglast; 'verify' and 'unused' read the catalog only.
+ADVISOR = "The index advisor (dbperf_indexes suggest)"
 
 
 class Command(BaseCommand):
@@ -45,6 +49,8 @@ class Command(BaseCommand):
             raise CommandError(f"Unknown database {using!r}: use one of {known} (--database).")
         labels = self._labels(options["apps"])
         if action == "suggest":
+            if problem := extras.missing("advisor", ADVISOR):
+                raise CommandError(problem)
             result = presenting.suggest(using, labels, options["write"], options["min_saving"])
         elif action == "verify":
             result = presenting.verify(using, labels)
