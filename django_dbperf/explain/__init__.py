@@ -190,12 +190,15 @@ def explain(
     using: str = "default",
     analyze: bool = False,
     timeout_ms: int = 5000,
+    sqlite_setup: Sequence[str] = (),
 ) -> Plan:
     """The plan of the stored statement ``sql`` (Django's form, ``%s`` placeholders).
 
     ``params`` None means the values were not stored: a generic plan. ``analyze`` runs the
-    statement (PostgreSQL only, needs ``params``). Raises ExplainRefused, saying why, for a
-    statement that is not a single SELECT and for any error the database reports.
+    statement (PostgreSQL only, needs ``params``). ``sqlite_setup``: trusted statements of
+    django_dbperf's own (a trial ``CREATE INDEX``) run first on SQLite, in the same rolled-back
+    transaction. Raises ExplainRefused, saying why, for a statement that is not a single
+    SELECT and for any error the database reports.
     """
     if timeout_ms < 1:  # 0 would switch statement_timeout off
         raise ValueError(f"timeout_ms must be at least 1 millisecond, not {timeout_ms!r}.")
@@ -204,6 +207,8 @@ def explain(
         vendor = connection.vendor
         raise ExplainRefused(f"EXPLAIN is available on PostgreSQL and SQLite, not {vendor}.")
     dialect: Dialect = "postgresql" if connection.vendor == "postgresql" else "sqlite"
+    if sqlite_setup and dialect != "sqlite":
+        raise ValueError("sqlite_setup is for SQLite (PostgreSQL tries indexes with hypopg).")
     statement = check_statement(sql, params, dialect=dialect, analyze=analyze)
     if dialect == "postgresql":
         version = int(cast(Any, connection).pg_version)
@@ -217,7 +222,7 @@ def explain(
     values = list(params) if params is not None else [None] * statement.placeholders
     # EXPLAIN QUERY PLAN runs nothing, so there is nothing to time out.
     explain_sql = f"EXPLAIN QUERY PLAN {statement.text}"
-    rows = _guarded(lambda: _run(connection, (), explain_sql, values), timeout_ms)
+    rows = _guarded(lambda: _run(connection, sqlite_setup, explain_sql, values), timeout_ms)
     tree, text = sqlite_tree(rows)
     generic = params is None and statement.placeholders > 0
     note = "SQLite shows the query plan only: no costs, row estimates or timings."

@@ -23,7 +23,7 @@ from django_dbperf.indexes.workload import WorkloadQuery, from_store
 
 HYPOPG = "hypopg"
 PG_STATS = "pg_stats heuristic (unverified)"
-SQLITE = "SQLite query plan (unverified)"
+SQLITE = "SQLite query plan with a trial index (not costed)"
 
 
 @dataclass(frozen=True)
@@ -308,6 +308,8 @@ def _guessed(plans: list[_Plan], method: str, using: str, advice: Advice) -> Non
             if guess is None:
                 continue
             grouped.setdefault(guess.candidate, []).append((plan.query, guess.reason, table))
+    if method == SQLITE:
+        grouped = heuristic.sqlite_together(grouped, using)
     for candidate, uses in sorted(grouped.items(), key=lambda item: item[0].describe()):
         shapes = tuple(
             ShapeSaving(query.key, query.sql, query.total_ms, None, None, None, None, query.views,

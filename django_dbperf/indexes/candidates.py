@@ -54,9 +54,11 @@ class Candidate:
             text += " WHERE " + " AND ".join(_predicate(item, quote) for item in self.condition)
         return text
 
-    def sql(self, quote: Any) -> str:
-        """``CREATE INDEX ON ...`` for hypopg (literals come from parsed SQL, quoted again)."""
-        return f"CREATE INDEX ON {quote(self.table)} {self._text(quote)}"
+    def sql(self, quote: Any, name: str | None = None) -> str:
+        """``CREATE INDEX ON ...`` for hypopg, or ``CREATE INDEX name ON ...`` for a trial build
+        (literals come from parsed SQL, quoted again)."""
+        named = f"{quote(name)} " if name else ""
+        return f"CREATE INDEX {named}ON {quote(self.table)} {self._text(quote)}"
 
     def describe(self) -> str:
         return f"{self.table} {self._text(str)}"

@@ -5,7 +5,11 @@ what share of the table the equality predicates keep; an index is suggested when
 is small (``MAX_SHARE``), when the statement reads the first rows of a sort (ORDER BY ...
 LIMIT), or for a range on a column stored in its order (``correlation``), which an index reads
 without random I/O. SQLite: ``EXPLAIN QUERY PLAN`` says when a table is scanned in full or
-sorted in a temporary b-tree; the candidate that would serve the statement is suggested.
+sorted in a temporary b-tree; each candidate that would serve the statement is then built in a
+transaction that is rolled back (SQLite's DDL is transactional; the table is locked for writes
+meanwhile) and suggested only if the plan made with it uses it; finally all of them are built
+together, and each statement goes to the index its plan then picks (an index no plan picks is
+dropped), so that ``verify`` after ``migrate`` sees the same plans.
 """
 
 from __future__ import annotations
@@ -82,6 +86,10 @@ def postgres_guess(
     return None
 
 
+TRIAL_INDEX = "dbperf_trial_index"  # exists only inside a rolled-back transaction
+MAX_TRIALS = 3  # candidates built per statement, fullest first
+
+
 def sqlite_guess(
     sql: str,
     params: Sequence[Any] | None,
@@ -89,19 +97,70 @@ def sqlite_guess(
     candidates: Sequence[Candidate],
     using: str,
 ) -> Guess | None:
-    candidate = best_candidate(candidates)
-    if candidate is None:
-        return None
+    values = list(params) if params is not None else None
     try:
-        plan = explain(sql, list(params) if params is not None else None, using=using)
+        plan = explain(sql, values, using=using)
     except (ExplainRefused, DatabaseError):
         return None
     lines = plan.text.splitlines()
     names = {access.table, access.alias or access.table}
+    problem = None
     for line in lines:
         words = line.replace("`", " ").split()
         if "SCAN" in words and "INDEX" not in words and names & set(words):
-            return Guess(candidate, f"EXPLAIN QUERY PLAN: {line.strip()}")
-    if access.order_by and any("TEMP B-TREE" in line for line in lines):
-        return Guess(candidate, "EXPLAIN QUERY PLAN: sorted in a temporary b-tree")
+            problem = line.strip()
+            break
+    if problem is None and access.order_by and any("TEMP B-TREE" in line for line in lines):
+        problem = "sorted in a temporary b-tree"
+    if problem is None:
+        return None
+    quote = connections[using].ops.quote_name
+    plain = [candidate for candidate in candidates if not candidate.include]
+    tried = sorted(plain, key=lambda c: (-len(c.columns), len(c.condition)))[:MAX_TRIALS]
+    for candidate in tried:
+        try:
+            trial = explain(
+                sql, values, using=using, sqlite_setup=[candidate.sql(quote, TRIAL_INDEX)]
+            )
+        except (ExplainRefused, DatabaseError):
+            continue
+        if TRIAL_INDEX in trial.text:
+            return Guess(
+                candidate,
+                f"EXPLAIN QUERY PLAN: {problem}; with the index built in a rolled-back "
+                "transaction, the plan uses it",
+            )
     return None
+
+
+def sqlite_together[Use: tuple[Any, ...]](
+    chosen: dict[Candidate, list[Use]], using: str
+) -> dict[Candidate, list[Use]]:
+    """``chosen`` (candidate -> its uses, each a tuple whose first item is the workload query)
+    regrouped by the index each query's plan uses with every candidate built at once;
+    candidates no plan uses are left out. A query whose plan then uses none keeps its own
+    candidate (it used it alone)."""
+    candidates = list(chosen)
+    if len(candidates) < 2:
+        return chosen
+    quote = connections[using].ops.quote_name
+    names = [f"{TRIAL_INDEX}_{number}" for number in range(len(candidates))]
+    setup = [candidate.sql(quote, name) for candidate, name in zip(candidates, names, strict=True)]
+    regrouped: dict[Candidate, list[Use]] = {}
+    for own, uses in chosen.items():
+        for use in uses:
+            query, target = use[0], own
+            try:
+                plan = explain(query.sql, _values(query), using=using, sqlite_setup=setup)
+            except (ExplainRefused, DatabaseError):
+                plan = None
+            if plan is not None:
+                words = set(plan.text.replace("`", " ").split())
+                picked = [c for c, name in zip(candidates, names, strict=True) if name in words]
+                target = picked[0] if picked else own
+            regrouped.setdefault(target, []).append(use)
+    return regrouped
+
+
+def _values(query: Any) -> list[Any] | None:
+    return list(query.params) if query.params is not None else None

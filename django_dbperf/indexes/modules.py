@@ -22,7 +22,9 @@ from django.db.migrations.writer import MigrationWriter
 from django_dbperf.files import replace_atomically
 from django_dbperf.indexes.declarations import MODULE_NAME, AppDeclarations, read_module, same_index
 
-SQL_KEPT = 2000  # characters of each shape's SQL written as evidence
+# Characters of each shape's SQL written as evidence: whole statements, so that verify can plan
+# them; a longer one is cut and marked ``"shortened"`` (verify then cannot check it).
+SQL_KEPT = 20_000
 
 _HEADER = '''"""Indexes suggested by django-dbperf's index advisor for the app {label!r}.
 
@@ -46,6 +48,8 @@ class WriteResult:
 
 def _shape_record(shape: Any) -> dict[str, Any]:
     record: dict[str, Any] = {"fingerprint": shape.key, "sql": shape.sql[:SQL_KEPT]}
+    if len(shape.sql) > SQL_KEPT:
+        record["shortened"] = True
     if shape.saving_pct is not None:
         record["saving_pct"] = round(float(shape.saving_pct), 1)
         record["cost_before"] = round(float(shape.cost_before or 0.0), 2)

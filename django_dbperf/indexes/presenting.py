@@ -100,7 +100,8 @@ def advice_text(advice: Advice) -> list[str]:
                 f"about {_ms(suggestion.write_cost_ms)}"
             )
         else:
-            lines.append(f"   unverified: {suggestion.reason}")
+            label = "unverified" if "pg_stats" in suggestion.method else "not costed"
+            lines.append(f"   {label}: {suggestion.reason}")
         for shape in suggestion.shapes:
             saving = "" if shape.saving_pct is None else f", plan cost -{shape.saving_pct:.0f}%"
             lines.append(
@@ -175,8 +176,7 @@ def verify(using: str, labels: list[str] | None) -> Result:
         origin = " (dbperf)" if check.from_advisor else ""
         lines.append(f"{mark} {check.model} {check.name}{origin}: {check.describe()}")
         for shape in check.shapes:
-            uses = "uses it" if shape.used else "does not use it"
-            lines.append(f"       {shape.fingerprint}: {uses} ({shape.detail})")
+            lines.append(f"       {shape.fingerprint}: {shape.verdict} ({shape.detail})")
     data = [
         {
             "model": check.model,
