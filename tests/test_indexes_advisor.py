@@ -143,8 +143,9 @@ def sqlite_workload() -> list[WorkloadQuery]:
 def test_every_sqlite_suggestion_is_used_by_its_statements_once_built() -> None:
     """The property `verify` checks after migrate, for whatever the heuristic suggests: with
     the suggested indexes built for real (in a rolled-back transaction), each is in the plan of
-    every statement it was suggested for. Without the trial build the heuristic proposed (author_id, title) for the
-    prefetch, which SQLite never uses (``make demo``'s verify failed on such indexes)."""
+    every statement it was suggested for. Without the trial build the heuristic proposed
+    (author_id, title) for the prefetch, which SQLite never uses (``make demo``'s verify failed
+    on such indexes)."""
     if connection.vendor != "sqlite":
         pytest.skip("the SQLite path")
     advice = advise(queries=sqlite_workload(), min_rows=100)
