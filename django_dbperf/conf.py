@@ -284,7 +284,8 @@ OPTIONS: dict[str, Option] = {
         default="log",
         types=(str,),
         choices=("log", "warn", "raise"),
-        help='What the middleware does with an N+1 finding: ``"log"`` a record on the '
+        help="What the middleware does with a request's findings (N+1 and duplicates alike): "
+        '``"log"`` a record on the '
         '``django_dbperf`` logger, ``"warn"`` a Python warning, ``"raise"`` fail the request '
         "(for development and tests).",
     ),
