@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponseBase
 
 from django_dbperf.budgets import budget_problems, budget_scope
 from django_dbperf.capture import is_capturing
-from django_dbperf.capture.request import RequestInfo
+from django_dbperf.capture.request import stamp_request, view_name
 from django_dbperf.conf import get_config
 from django_dbperf.exceptions import NPlusOneError, QueryBudgetExceeded
 from django_dbperf.inspection import capture_queries
@@ -39,8 +39,7 @@ def _sampled(config: Mapping[str, Any]) -> float:
 
 
 def _where(request: HttpRequest) -> str:
-    match = getattr(request, "resolver_match", None)
-    view = match.view_name if match is not None and match.view_name else None
+    view = view_name(request)
     return f"{request.method} {request.path}" + (f" ({view})" if view else "")
 
 
@@ -106,16 +105,13 @@ class QueryCountMiddleware:
         if config["HEADERS"]:
             _add_headers(response, captured)
         where = _where(request)
-        view = getattr(getattr(request, "resolver_match", None), "view_name", None) or None
+        # Stamped before the findings are read, so DBPERF["IGNORE"]'s path and view rules apply
+        # here and in every capture around this request (the records are shared).
+        view = stamp_request(request, captured.queries)
         slow_seconds = config["SLOW_QUERY_MS"] / 1000
         for query in captured.queries:
             if query.duration >= slow_seconds:
                 report_slow(query, view, where)
-        # Stamped before the findings are read, so DBPERF["IGNORE"]'s path and view rules apply
-        # here and in every capture around this request (the records are shared).
-        stamp = RequestInfo(request.path, view)
-        for query in captured.queries:
-            query.request = stamp
         findings = captured.findings
         # Recorded before reporting: raise mode ends finish() there.
         record_request(captured.queries, findings, view=view or "", sample_rate=1.0 / weight)

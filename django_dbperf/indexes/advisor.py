@@ -56,6 +56,11 @@ class Suggestion:
     def verified(self) -> bool:
         return self.method == HYPOPG
 
+    @property
+    def evidence(self) -> str:
+        """What backs a suggestion without hypopg's costs: an estimate, or a trial build."""
+        return "unverified" if self.method == PG_STATS else "not costed"
+
     def views(self) -> list[tuple[str, float | None]]:
         """Views it speeds up, with the estimated ms saved (None when unverified)."""
         saved: dict[str, float] = defaultdict(float)
@@ -300,9 +305,7 @@ def _guessed(plans: list[_Plan], method: str, using: str, advice: Advice) -> Non
     for plan in plans:
         for access, table, found in plan.accesses:
             if method == SQLITE:
-                guess = heuristic.sqlite_guess(
-                    plan.query.sql, plan.query.params, access, found, using
-                )
+                guess = heuristic.sqlite_guess(plan.query, access, found, using)
             else:
                 guess = heuristic.postgres_guess(access, table, found, using)
             if guess is None:

@@ -91,13 +91,11 @@ MAX_TRIALS = 3  # candidates built per statement, fullest first
 
 
 def sqlite_guess(
-    sql: str,
-    params: Sequence[Any] | None,
-    access: TableAccess,
-    candidates: Sequence[Candidate],
-    using: str,
+    query: Any, access: TableAccess, candidates: Sequence[Candidate], using: str
 ) -> Guess | None:
-    values = list(params) if params is not None else None
+    """``query`` (a workload query: ``sql``, ``params``) scans or sorts ``access``'s table,
+    and the first of the fullest candidates that its plan uses once built, if any."""
+    sql, values = query.sql, _values(query)
     try:
         plan = explain(sql, values, using=using)
     except (ExplainRefused, DatabaseError):
@@ -106,8 +104,8 @@ def sqlite_guess(
     names = {access.table, access.alias or access.table}
     problem = None
     for line in lines:
-        words = line.replace("`", " ").split()
-        if "SCAN" in words and "INDEX" not in words and names & set(words):
+        words = _words(line)
+        if "SCAN" in words and "INDEX" not in words and names & words:
             problem = line.strip()
             break
     if problem is None and access.order_by and any("TEMP B-TREE" in line for line in lines):
@@ -124,7 +122,7 @@ def sqlite_guess(
             )
         except (ExplainRefused, DatabaseError):
             continue
-        if TRIAL_INDEX in trial.text:
+        if TRIAL_INDEX in _words(trial.text):
             return Guess(
                 candidate,
                 f"EXPLAIN QUERY PLAN: {problem}; with the index built in a rolled-back "
@@ -155,7 +153,7 @@ def sqlite_together[Use: tuple[Any, ...]](
             except (ExplainRefused, DatabaseError):
                 plan = None
             if plan is not None:
-                words = set(plan.text.replace("`", " ").split())
+                words = _words(plan.text)
                 picked = [c for c, name in zip(candidates, names, strict=True) if name in words]
                 target = picked[0] if picked else own
             regrouped.setdefault(target, []).append(use)
@@ -164,3 +162,8 @@ def sqlite_together[Use: tuple[Any, ...]](
 
 def _values(query: Any) -> list[Any] | None:
     return list(query.params) if query.params is not None else None
+
+
+def _words(plan_text: str) -> set[str]:
+    """The names in an EXPLAIN QUERY PLAN text (SQLite may quote them with backticks)."""
+    return set(plan_text.replace("`", " ").split())

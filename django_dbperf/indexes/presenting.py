@@ -100,8 +100,7 @@ def advice_text(advice: Advice) -> list[str]:
                 f"about {_ms(suggestion.write_cost_ms)}"
             )
         else:
-            label = "unverified" if "pg_stats" in suggestion.method else "not costed"
-            lines.append(f"   {label}: {suggestion.reason}")
+            lines.append(f"   {suggestion.evidence}: {suggestion.reason}")
         for shape in suggestion.shapes:
             saving = "" if shape.saving_pct is None else f", plan cost -{shape.saving_pct:.0f}%"
             lines.append(

@@ -17,7 +17,7 @@ from django_dbperf.analysis.sql_text import fingerprint_id
 from django_dbperf.cache import EVENTS
 from django_dbperf.cache.observing import CacheEvent
 from django_dbperf.capture import QueryRecord
-from django_dbperf.capture.request import RequestInfo
+from django_dbperf.capture.request import stamp_request
 from django_dbperf.conf import cache_configured, get_config
 from django_dbperf.inspection import capture_queries
 from django_dbperf.panels.budget import budget_rows
@@ -28,13 +28,9 @@ def summarise(
 ) -> dict[str, Any]:
     """The panel's stats for ``request``: what ``panel.html`` shows, JSON-serialisable."""
     match = getattr(request, "resolver_match", None)
-    view = match.view_name if match is not None and match.view_name else None
-    # As QueryCountMiddleware does (when it ran inside the toolbar it already has): the
-    # request's path and view, for DBPERF["IGNORE"] rules, before the findings are read.
-    stamp = RequestInfo(request.path, view)
-    for query in captured.queries:
-        if query.request is None:
-            query.request = stamp
+    # As QueryCountMiddleware does (when it ran inside the toolbar it already has, with the
+    # same values): the request's path and view, for DBPERF["IGNORE"] rules.
+    view = stamp_request(request, captured.queries)
     findings = captured.findings
     others = [finding for finding in findings if finding.kind not in (N_PLUS_ONE, DUPLICATE)]
     return {
